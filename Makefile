@@ -1,0 +1,40 @@
+# Two commands do everything: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: install run test lint fmt bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/parley serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check src tests bench
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format src tests bench
+
+bench: install
+	$(BIN)/python bench/direct_vs_api.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,143 @@
+"""The `parley` command: serve the API, chat with a running server."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parley import __version__
+
+app = typer.Typer(help="Parley: a self-hosted, OpenAI-compatible chat service.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"parley {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    """Parley: a self-hosted, OpenAI-compatible chat service."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+    model: Annotated[Path | None, typer.Option(help="GGUF file (default: embedded SmolLM2-135M)")] = None,
+    model_name: Annotated[str | None, typer.Option(help="model id clients use")] = None,
+    ctx: Annotated[int | None, typer.Option(help="context window per slot, tokens")] = None,
+    slots: Annotated[int | None, typer.Option(help="concurrent sequences")] = None,
+    max_queue: Annotated[int | None, typer.Option(help="waiting requests before 503")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+) -> None:
+    """Serve the OpenAI-compatible API and the six-stage pipeline."""
+    import uvicorn
+
+    from parley.config import Settings
+    from parley.server.app import create_app
+
+    if config is not None:
+        os.environ["PARLEY_CONFIG"] = str(config)
+    given = {"host": host, "port": port, "model": model, "model_name": model_name, "ctx": ctx,
+             "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level}  # fmt: skip
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if settings.model is not None and not settings.model.is_file():
+        typer.echo(f"error: model file not found: {settings.model}", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"Parley {__version__} on http://{_url_host(settings.host)}:{settings.port} "
+               f"(docs at /docs, slots={settings.slots}, ctx={settings.ctx})", err=True)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _url_host(host: str) -> str:
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+@app.command()
+def chat(
+    url: Annotated[str, typer.Option(help="server base URL")] = "http://127.0.0.1:8000/v1",
+    model: Annotated[str | None, typer.Option(help="model id (default: the server's first)")] = None,
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    max_tokens: Annotated[int | None, typer.Option()] = None,
+    api_key: Annotated[str, typer.Option(envvar="PARLEY_API_KEY", help="bearer key")] = "none",
+) -> None:
+    """A streaming terminal chat against a running server. Type /exit or Ctrl-D to leave, /reset to clear."""
+    import openai
+
+    client = openai.OpenAI(base_url=url, api_key=api_key)
+    try:
+        model = model or client.models.list().data[0].id
+    except openai.APIError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    interactive = sys.stdin.isatty()
+    typer.echo(f"Chatting with {model} at {url}. /exit to leave, /reset to start over.", err=True)
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if line.strip() in ("/exit", "/quit"):
+            break
+        if line.strip() == "/reset":
+            history = history[:1] if system else []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        answer = _stream_answer(client, model, history, temperature, max_tokens)
+        if answer is None:
+            history.pop()
+        else:
+            history.append({"role": "assistant", "content": answer})
+
+
+def _stream_answer(client, model, history, temperature, max_tokens) -> str | None:  # type: ignore[no-untyped-def]
+    import openai
+
+    parts: list[str] = []
+    sys.stdout.write("assistant> ")
+    try:
+        stream = client.chat.completions.create(
+            model=model, messages=history, stream=True, temperature=temperature, max_tokens=max_tokens
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+                sys.stdout.write(chunk.choices[0].delta.content)
+                sys.stdout.flush()
+    except openai.APIError as exc:
+        sys.stdout.write("\n")
+        typer.echo(f"error: {exc}", err=True)
+        return None
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(parts)
+
+
+def main() -> None:
+    app()

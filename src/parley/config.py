@@ -1,0 +1,55 @@
+"""Settings: one typed object, from `PARLEY_*` environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can tune. CLI flags override environment, which overrides the TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: Path | None = Field(None, description="GGUF file to serve; default: the embedded SmolLM2-135M")
+    model_name: str | None = Field(None, description="id the API lists; default: derived from the file")
+
+    # Embedded engine (llama.cpp) sizing.
+    slots: int = Field(4, ge=1, le=256, description="concurrent sequences decoded in one batch")
+    ctx: int = Field(2048, ge=128, description="context window per slot, in tokens")
+    batch_tokens: int = Field(512, ge=32, description="most tokens decoded in one engine step")
+    prefill_chunk: int = Field(256, ge=16, description="most prompt tokens one request adds per step")
+    max_queue: int = Field(64, ge=0, description="requests that may wait for a slot before 503")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+
+    # Request limits.
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(512, ge=1)
+    request_timeout_s: float = Field(600.0, gt=0)
+
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("PARLEY_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)

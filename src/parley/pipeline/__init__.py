@@ -1,0 +1,1 @@
+"""The six stages of a chat turn: input → preprocess → model → output → postprocess → final."""

@@ -1,0 +1,72 @@
+"""Stage 6, final output: the OpenAI response objects, whole or as stream chunks."""
+
+from __future__ import annotations
+
+from parley.pipeline.turn import Turn
+from parley.protocol.openai import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    ChunkDelta,
+    Completion,
+    CompletionChoice,
+    PromptTokensDetails,
+    Usage,
+)
+
+FINGERPRINT = "parley-0.1"
+
+
+class FinalStage:
+    name = "final"
+
+    def usage(self, turn: Turn) -> Usage:
+        u = turn.usage
+        return Usage(
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            total_tokens=u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=u.cached_tokens),
+        )
+
+    def response(self, turn: Turn) -> ChatCompletion | Completion:
+        trace = turn.trace if turn.want_trace else None
+        if turn.kind == "completion":
+            return Completion(
+                id=turn.id.replace("chatcmpl-", "cmpl-"), created=turn.created, model=turn.model,
+                choices=[CompletionChoice(text=turn.text, finish_reason=turn.finish_reason)],
+                usage=self.usage(turn), system_fingerprint=FINGERPRINT, parley_trace=trace,
+            )  # fmt: skip
+        return ChatCompletion(
+            id=turn.id, created=turn.created, model=turn.model,
+            choices=[ChatChoice(message=AssistantMessage(content=turn.text), finish_reason=turn.finish_reason)],
+            usage=self.usage(turn), system_fingerprint=FINGERPRINT, parley_trace=trace,
+        )  # fmt: skip
+
+    def chunk(
+        self, turn: Turn, text: str | None, *, role: bool = False, finish_reason: str | None = None
+    ) -> ChatCompletionChunk | Completion:
+        if turn.kind == "completion":
+            return Completion(
+                id=turn.id.replace("chatcmpl-", "cmpl-"), created=turn.created, model=turn.model,
+                choices=[CompletionChoice(text=text or "", finish_reason=finish_reason)],
+                system_fingerprint=FINGERPRINT,
+            )  # fmt: skip
+        delta = ChunkDelta(role="assistant" if role else None, content=text)
+        return ChatCompletionChunk(
+            id=turn.id, created=turn.created, model=turn.model, system_fingerprint=FINGERPRINT,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        )  # fmt: skip
+
+    def usage_chunk(self, turn: Turn) -> ChatCompletionChunk | Completion:
+        if turn.kind == "completion":
+            return Completion(
+                id=turn.id.replace("chatcmpl-", "cmpl-"), created=turn.created, model=turn.model,
+                choices=[], usage=self.usage(turn), system_fingerprint=FINGERPRINT,
+            )  # fmt: skip
+        return ChatCompletionChunk(
+            id=turn.id, created=turn.created, model=turn.model, choices=[], usage=self.usage(turn),
+            system_fingerprint=FINGERPRINT,
+        )  # fmt: skip

@@ -1,0 +1,99 @@
+"""Stage 1, input: resolve the model, accept OpenAI messages (string or content parts) or structured JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from parley.engines.base import Engine
+from parley.errors import InvalidRequest
+from parley.pipeline.structured import parse_json_object, render_structured
+from parley.pipeline.turn import Message, Turn
+from parley.protocol.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
+
+MAX_STOP_SEQUENCES = 4
+
+STRUCTURED_PREAMBLE = "Structured input (JSON, rendered as an outline):\n"
+
+
+class InputStage:
+    name = "input"
+
+    def __init__(self, find_engine: Callable[[str], Engine], *, max_messages: int) -> None:
+        self.find_engine = find_engine
+        self.max_messages = max_messages
+
+    def run(self, turn: Turn) -> None:
+        req = turn.request
+        turn.engine = self.find_engine(req.model)  # raises ModelNotFound
+        turn.model = turn.engine.info.id
+        if req.n != 1:
+            raise InvalidRequest("Only n=1 is supported.", param="n")
+        if req.stream_options is not None and not req.stream:
+            raise InvalidRequest("stream_options is only allowed when stream is true.", param="stream_options")
+        stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise InvalidRequest(f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.", param="stop")
+        if isinstance(req, ChatCompletionRequest):
+            self._chat(turn, req)
+        else:
+            self._completion(turn, req)
+
+    def _chat(self, turn: Turn, req: ChatCompletionRequest) -> None:
+        if req.tools:
+            raise InvalidRequest("Tool calling is not supported by this server.", param="tools")
+        if req.logprobs:
+            raise InvalidRequest("logprobs are not supported by this server.", param="logprobs")
+        if len(req.messages) > self.max_messages:
+            raise InvalidRequest(f"At most {self.max_messages} messages are allowed.", param="messages")
+        structured = 0
+        for i, msg in enumerate(req.messages):
+            text, was_structured = message_text(msg, f"messages[{i}]")
+            structured += was_structured
+            role = "system" if msg.role == "developer" else msg.role
+            turn.messages.append(Message(role, text))
+        turn.note(self.name, messages=len(turn.messages), structured_messages=structured)
+
+    def _completion(self, turn: Turn, req: CompletionRequest) -> None:
+        prompt = req.prompt
+        unsupported = {"echo": req.echo, "suffix": req.suffix, "logprobs": req.logprobs,
+                       "best_of": (req.best_of or 1) > 1}
+        for param, value in unsupported.items():
+            if value:
+                raise InvalidRequest(f"`{param}` is not supported by this server.", param=param)
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+            if len(prompt) != 1:
+                raise InvalidRequest("Only one prompt per request is supported.", param="prompt")
+            prompt = prompt[0]
+        if isinstance(prompt, list) and not prompt:
+            raise InvalidRequest("The prompt must not be empty.", param="prompt")
+        turn.raw_prompt = prompt  # type: ignore[assignment]
+        turn.note(self.name, prompt_kind="tokens" if isinstance(prompt, list) else "text")
+
+
+def message_text(msg: ChatMessage, where: str) -> tuple[str, bool]:
+    """The message's text, and whether it came from a structured JSON object."""
+    content: Any = msg.content
+    if content is None:
+        if msg.role == "assistant":
+            return "", False
+        raise InvalidRequest(f"{where}.content is required for role '{msg.role}'.", param=f"{where}.content")
+    if isinstance(content, dict):
+        return STRUCTURED_PREAMBLE + render_structured(content), True
+    if isinstance(content, list):
+        parts = []
+        for j, part in enumerate(content):
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif kind == "text":
+                raise InvalidRequest("A text part needs a string `text`.", param=f"{where}.content[{j}].text")
+            else:
+                raise InvalidRequest(
+                    f"Content part type {kind!r} is not supported by this model (text only).",
+                    param=f"{where}.content[{j}].type",
+                )
+        content = "\n".join(parts)
+    if msg.role == "user" and (obj := parse_json_object(content)) is not None:
+        return STRUCTURED_PREAMBLE + render_structured(obj), True
+    return content, False

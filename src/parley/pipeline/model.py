@@ -1,0 +1,89 @@
+"""Stage 3, model: choose the sampling parameters (the client's, or the complexity estimate's) and start
+generation on the engine. Admission happens here, before any byte of the response is sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from parley.engines.base import Chunk, GenerationRequest, SamplingParams
+from parley.errors import ContextLengthExceeded
+from parley.pipeline.complexity import estimate
+from parley.pipeline.turn import Delta, Turn
+from parley.protocol.openai import ChatCompletionRequest
+
+JSON_MAX_TOKENS = 512
+
+
+class ModelStage:
+    name = "model"
+
+    async def open(self, turn: Turn) -> AsyncIterator[Delta]:
+        turn.params = self.decide(turn)
+        engine = turn.engine_required
+        chunks = await engine.generate(GenerationRequest(turn.id, turn.prompt_tokens, turn.params))
+        return self._deltas(turn, chunks)
+
+    def decide(self, turn: Turn) -> SamplingParams:
+        req = turn.request
+        asked = getattr(req, "max_completion_tokens", None) or req.max_tokens
+        room = turn.engine_required.info.context_window - len(turn.prompt_tokens)
+        if asked is not None and asked > room:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {turn.engine_required.info.context_window} tokens. "
+                f"However, you requested {len(turn.prompt_tokens) + asked} tokens "
+                f"({len(turn.prompt_tokens)} in the messages, {asked} in the completion).",
+                param="max_tokens",
+            )
+        decision: dict[str, object] = {}
+        max_tokens, temperature = asked, req.temperature
+        if max_tokens is None or temperature is None:
+            user_text = next((m.content for m in reversed(turn.messages) if m.role == "user"), turn.prompt)
+            guess = estimate(user_text)
+            decision["complexity"] = {"score": guess.score, "tier": guess.tier, **guess.features}
+            if max_tokens is None:
+                max_tokens = JSON_MAX_TOKENS if turn.grammar else guess.max_tokens
+                max_tokens = min(max_tokens, room)
+                decision["max_tokens_from"] = "estimate"
+            if temperature is None:
+                temperature = 0.2 if turn.grammar else guess.temperature
+                decision["temperature_from"] = "estimate"
+        stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=req.top_p if req.top_p is not None else 1.0,
+            top_k=req.top_k if req.top_k is not None and req.top_k > 0 else 0,
+            min_p=req.min_p if req.min_p is not None else 0.0,
+            seed=req.seed,
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0,
+            repetition_penalty=req.repetition_penalty or 1.0,
+            logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
+            stop=stops,
+            ignore_eos=req.ignore_eos,
+            grammar=turn.grammar,
+        )
+        turn.note(
+            self.name,
+            engine=turn.engine_required.status().get("engine", "unknown"),
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            constrained=turn.grammar is not None,
+            chat_request=isinstance(req, ChatCompletionRequest),
+            **decision,
+        )
+        return params
+
+    async def _deltas(self, turn: Turn, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Delta]:
+        try:
+            async for chunk in chunks:
+                if chunk.stats is not None:
+                    turn.usage.cached_tokens = chunk.stats.cached_tokens
+                    turn.note(self.name, cached_prompt_tokens=chunk.stats.cached_tokens)
+                yield Delta(chunk.text, chunk.n_tokens, chunk.finish_reason)
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,46 @@
+"""Text normalisation for prompts: Unicode NFC, control and zero-width characters out, tidy whitespace.
+
+Code blocks keep their inner spacing (indentation and alignment carry meaning there).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+# C0/C1 controls except tab and newline; carriage returns are folded into newlines first.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+FENCE = re.compile(r"^\s*(```|~~~)")
+INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}")
+BLANK_RUN = re.compile(r"\n{3,}")
+
+
+@dataclass
+class NormalizeReport:
+    nfc_changed: int = 0
+    control_removed: int = 0
+    zero_width_removed: int = 0
+    whitespace_collapsed: int = 0
+    changed_messages: list[int] = field(default_factory=list)
+
+
+def normalize_text(text: str, report: NormalizeReport) -> str:
+    nfc = unicodedata.normalize("NFC", text)
+    report.nfc_changed += nfc != text
+    text = nfc.replace("\r\n", "\n").replace("\r", "\n")
+    without_zw = text.translate(ZERO_WIDTH)
+    report.zero_width_removed += len(text) - len(without_zw)
+    text, n = CONTROL.subn("", without_zw)
+    report.control_removed += n
+    lines, in_code = [], False
+    for line in text.split("\n"):
+        if FENCE.match(line):
+            in_code = not in_code
+        stripped = line.rstrip()
+        if not in_code:
+            stripped, n = INNER_SPACES.subn(" ", stripped)
+            report.whitespace_collapsed += n
+        lines.append(stripped)
+    return BLANK_RUN.sub("\n\n", "\n".join(lines)).strip()

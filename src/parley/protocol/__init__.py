@@ -1,0 +1,1 @@
+"""Pydantic models of the OpenAI wire format. No behaviour lives here."""

@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI app, thin routes, error envelopes, request limits."""

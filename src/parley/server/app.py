@@ -1,0 +1,53 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from parley import __version__
+from parley.config import Settings
+from parley.engines.base import Engine
+from parley.engines.registry import EngineRegistry
+from parley.pipeline.runner import Pipeline
+from parley.server.errors import install_error_handlers
+from parley.server.limits import BodySizeLimit
+from parley.server.routes import openai, service
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """An app serving `engine`, or, when none is given, the model in `settings`, loaded at start-up."""
+    registry = EngineRegistry()
+    if engine is not None:
+        registry.add(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = None if engine is not None else asyncio.create_task(registry.load(settings))
+        try:
+            yield
+        finally:
+            if loader is not None and not loader.done():
+                await loader
+            registry.close()
+
+    app = FastAPI(
+        title="Parley",
+        version=__version__,
+        summary="OpenAI-compatible chat service with an explicit six-stage pipeline.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.pipeline = Pipeline(registry.find, settings)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(openai.router)
+    app.include_router(service.router)
+    return app

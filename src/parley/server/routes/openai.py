@@ -1,0 +1,74 @@
+"""OpenAI-compatible endpoints: chat completions, completions, models."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from parley.engines.registry import EngineRegistry
+from parley.errors import ModelNotFound
+from parley.pipeline.runner import Pipeline
+from parley.pipeline.turn import Turn
+from parley.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    to_wire,
+)
+from parley.server.sse import sse_response
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 503)
+}
+TRACE_HEADER = "x-parley-trace"
+
+
+def wants_trace(request: Request) -> bool:
+    return request.headers.get(TRACE_HEADER, "").lower() in ("1", "true", "yes")
+
+
+async def respond(request: Request, turn: Turn) -> Response:
+    pipeline: Pipeline = request.app.state.pipeline
+    run = await pipeline.start(turn)
+    if turn.request.stream:
+        return sse_response(run.chunks())
+    return JSONResponse(to_wire(await run.response()))
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """Chat completion, whole or streamed (SSE). Header `X-Parley-Trace: 1` adds the stage trace."""
+    return await respond(request, Turn(kind="chat", request=body, want_trace=wants_trace(request)))
+
+
+@router.post("/v1/completions", response_model=Completion, responses=ERRORS)
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """Raw text completion (no chat template), whole or streamed."""
+    turn = Turn(kind="completion", request=body, want_trace=wants_trace(request))
+    turn.id = turn.id.replace("chatcmpl-", "cmpl-")
+    return await respond(request, turn)
+
+
+def _card(registry: EngineRegistry, name: str) -> ModelCard:
+    info = registry.engines[name].info
+    return ModelCard(id=info.id, created=info.created, owned_by=info.owned_by, context_window=info.context_window)
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    registry: EngineRegistry = request.app.state.registry
+    return ModelList(data=[_card(registry, name) for name in registry.engines])
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERRORS)
+async def get_model(model_id: str, request: Request) -> ModelCard:
+    registry: EngineRegistry = request.app.state.registry
+    if model_id not in registry.engines:
+        raise ModelNotFound(f"The model `{model_id}` does not exist.", param="model")
+    return _card(registry, model_id)

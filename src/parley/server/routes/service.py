@@ -1,0 +1,63 @@
+"""Service endpoints: liveness, readiness, engine status, tokenizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from parley.engines.registry import EngineRegistry
+from parley.errors import EngineUnavailable, InvalidRequest
+from parley.pipeline.input import message_text
+from parley.protocol.openai import ChatMessage
+
+router = APIRouter(tags=["Service"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 200 once the model is loaded, 503 before (or if loading failed)."""
+    registry: EngineRegistry = request.app.state.registry
+    if registry.ready:
+        return JSONResponse({"status": "ready", "models": list(registry.engines)})
+    reason = registry.error or "loading"
+    return JSONResponse(EngineUnavailable(f"Not ready: {reason}").envelope(), status_code=503)
+
+
+@router.get("/parley/status")
+async def status(request: Request) -> dict[str, Any]:
+    """Engine internals: slots busy and free, queue depth, prefix-cache and token counters."""
+    registry: EngineRegistry = request.app.state.registry
+    return {"models": {name: engine.status() for name, engine in registry.engines.items()}}
+
+
+class TokenizeRequest(BaseModel):
+    model: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+    """Tokens as the model sees them (vLLM's endpoint): `messages` go through the chat template."""
+    registry: EngineRegistry = request.app.state.registry
+    engine = registry.find(body.model)
+    if body.messages is not None:
+        messages = []
+        for i, m in enumerate(body.messages):
+            text, _ = message_text(m, f"messages[{i}]")
+            messages.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+        tokens = engine.tokenize(engine.apply_chat_template(messages))
+    elif body.prompt is not None:
+        tokens = engine.tokenize(body.prompt, special=False)
+    else:
+        raise InvalidRequest("Give `prompt` or `messages`.", param="prompt")
+    return {"tokens": tokens, "count": len(tokens), "max_model_len": engine.info.context_window}
