@@ -19,6 +19,7 @@ TURN_MARKERS = (
 )  # fmt: skip
 FENCE = re.compile(r"^\s*(```|~~~)")
 SENTENCE_END = re.compile(r"[.!?…](?:[\"')\]*_]*)(?=\s|$)|\n")
+ENDS_COMPLETE = re.compile(r"([.!?…][\"')\]*_]*|```)$")
 
 
 class TextFilter(Protocol):
@@ -95,7 +96,7 @@ class RepetitionCutter:
     text moves on; cuts to one copy when the tail is `copies_needed` back-to-back copies of one span."""
 
     name = "repetition"
-    MIN_HOLD = 8  # repeated tails shorter than this are ordinary words
+    MIN_HOLD = 1  # any tail seen before is held until the text moves on (usually the next token)
     MAX_UNIT = 256
 
     def __init__(self) -> None:
@@ -112,9 +113,9 @@ class RepetitionCutter:
         self._repeat = self._repeated_tail(self._repeat + len(text))
         loop = self._loop()
         if loop is not None:
-            unit, copies = loop
-            keep = max(len(self._text) - (copies - 1) * unit, self._emitted)
-            self._cut = {"unit": self._text[-unit:][:80], "unit_chars": unit, "copies": copies,
+            keep = max(self._one_copy_end(*loop), self._emitted)
+            unit = loop[0]
+            self._cut = {"unit": self._text[-unit:][:80], "unit_chars": unit, "copies": loop[1],
                          "chars_dropped": len(self._text) - keep}  # fmt: skip
             self._text = self._text[:keep]
             self.stop = True
@@ -132,6 +133,24 @@ class RepetitionCutter:
         out = self._text[self._emitted : upto]
         self._emitted = upto
         return out
+
+    def _one_copy_end(self, unit: int, copies: int) -> int:
+        """Where one copy of the loop ends: one period after the periodic run really starts (the detected
+        unit may be a rotation or a multiple of the smallest one), moved on to the next sentence end or
+        space inside the second copy so the cut falls at a natural boundary."""
+        text = self._text
+        tail = text[-unit:]
+        period = next(p for p in range(1, unit + 1) if unit % p == 0 and tail == tail[:p] * (unit // p))
+        start = len(text) - unit * copies
+        while start > 0 and text[start - 1] == text[start - 1 + period]:
+            start -= 1
+        end = start + period
+        window = text[end - 1 : start + 2 * period]
+        for marks in (".!?\n", " \t"):
+            hit = next((i for i, ch in enumerate(window) if ch in marks), None)
+            if hit is not None:
+                return end + hit
+        return end
 
     def _repeated_tail(self, upper: int) -> int:
         """Longest L ≤ upper whose tail text[-L:] occurs earlier. Monotone in L, so binary search."""
@@ -163,17 +182,18 @@ def in_code_block(text: str) -> bool:
 
 
 class TruncationTrimmer:
-    """Near the end of the token budget, holds the text back; if the budget then cuts the answer off,
-    trims it to the last complete sentence (or the last complete line inside code)."""
+    """In the last `WINDOW_TOKENS` of the budget, holds back the text after the last complete sentence (the
+    last complete line inside code); if the budget then cuts the answer off, that fragment is dropped."""
 
     name = "truncation"
-    WINDOW_TOKENS = 32
+    WINDOW_TOKENS = 24
 
     def __init__(self) -> None:
         self.stop = False
         self._seen: list[str] = []
         self._held = ""
         self._holding = False
+        self._released_at_boundary = False
         self._trimmed: str | None = None
 
     def feed(self, text: str, tokens_left: int) -> str:
@@ -182,20 +202,27 @@ class TruncationTrimmer:
             self._seen.append(text)
             return text
         self._held += text
-        return ""
+        cut = self._last_boundary(self._held)
+        if cut == 0:
+            return ""
+        out, self._held = self._held[:cut], self._held[cut:]
+        self._seen.append(out)
+        self._released_at_boundary = True
+        return out
+
+    def _last_boundary(self, held: str) -> int:
+        """End of the last complete sentence (or code line) in `held` that is followed by more text."""
+        if in_code_block("".join(self._seen) + held):
+            return held.rfind("\n") + 1
+        ends = [m.end() for m in SENTENCE_END.finditer(held) if m.end() < len(held)]
+        return ends[-1] if ends else 0
 
     def finish(self, reason: str) -> str:
         held, self._held = self._held, ""
-        if reason not in ("length", "loop") or not held.strip():
-            return held
-        if in_code_block("".join(self._seen) + held):
-            cut = held.rfind("\n") + 1
-        else:
-            ends = [m.end() for m in SENTENCE_END.finditer(held.rstrip())]
-            cut = ends[-1] if ends else 0
-        if cut and held[cut:].strip():
-            self._trimmed = held[cut:]
-            return held[:cut].rstrip()
+        complete = not held.strip() or bool(ENDS_COMPLETE.search(held.rstrip()))
+        if reason in ("length", "loop") and not complete and self._released_at_boundary:
+            self._trimmed = held
+            return ""
         return held
 
     def report(self) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from parley.pipeline.turn import Delta, Turn
 from parley.protocol.openai import ChatCompletionRequest
 
 JSON_MAX_TOKENS = 512
+# Under a grammar, a small model that starts repeating inside a string never closes it; a light repetition
+# penalty (measured: 1.1 was enough for SmolLM2-135M) lets it end the string.
+JSON_REPETITION_PENALTY = 1.1
 
 
 class ModelStage:
@@ -47,6 +50,10 @@ class ModelStage:
             if temperature is None:
                 temperature = 0.2 if turn.grammar else guess.temperature
                 decision["temperature_from"] = "estimate"
+        repetition_penalty = req.repetition_penalty
+        if repetition_penalty is None and turn.grammar and not (req.frequency_penalty or req.presence_penalty):
+            repetition_penalty = JSON_REPETITION_PENALTY
+            decision["repetition_penalty_from"] = "json_default"
         stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         params = SamplingParams(
             max_tokens=max_tokens,
@@ -57,7 +64,7 @@ class ModelStage:
             seed=req.seed,
             presence_penalty=req.presence_penalty or 0.0,
             frequency_penalty=req.frequency_penalty or 0.0,
-            repetition_penalty=req.repetition_penalty or 1.0,
+            repetition_penalty=repetition_penalty or 1.0,
             logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
             stop=stops,
             ignore_eos=req.ignore_eos,
@@ -70,6 +77,7 @@ class ModelStage:
             temperature=params.temperature,
             top_p=params.top_p,
             seed=params.seed,
+            repetition_penalty=params.repetition_penalty,
             constrained=turn.grammar is not None,
             chat_request=isinstance(req, ChatCompletionRequest),
             **decision,

@@ -13,6 +13,8 @@ from parley.errors import InvalidRequest, MethodNotAllowed, NotFound, ParleyErro
 
 log = logging.getLogger(__name__)
 
+UNION_TAGS = {"str", "int", "float", "bool", "none"}
+
 
 def error_response(exc: ParleyError) -> JSONResponse:
     return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers)
@@ -27,7 +29,7 @@ def _param(loc: tuple[object, ...]) -> str | None:
             out += f"[{p}]"
         elif not out:
             out = str(p)
-        elif "[" in str(p) or "-" in str(p):  # pydantic union tags such as 'list[dict[str,any]]'
+        elif str(p) in UNION_TAGS or "[" in str(p) or "-" in str(p):  # pydantic's union member tags
             continue
         else:
             out += f".{p}"

@@ -22,18 +22,32 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
+        # Read the body here, counting real bytes, and hand the app a replay: an app that parses JSON
+        # buffers the whole body anyway, and an error raised inside its parser would become a 400.
+        parts: list[bytes] = []
         received = 0
-
-        async def counted() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._error()  # the app's ParleyError handler turns it into a 413
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await self._reject(send)
+                return
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+            return await receive()  # later calls wait for the disconnect, as the app expects
+
+        await self.app(scope, replay, send)
 
     def _error(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"Request body exceeds the limit of {self.max_bytes} bytes.")

@@ -32,7 +32,11 @@ def build_sampler(model: GGUFModel, params: SamplingParams) -> llama_cpp.llama_s
     if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         add(
             llama_cpp.llama_sampler_init_penalties(
-                PENALTY_LAST_N, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
+                model.n_vocab,
+                PENALTY_LAST_N,
+                params.repetition_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
             )
         )
     if params.grammar:

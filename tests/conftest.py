@@ -1,0 +1,99 @@
+"""Fixtures that start real things: the embedded model behind `parley serve` on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+MODEL = "smollm2-135m-instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def launch_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Start `parley serve` on a free port without waiting for it."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    cmd = [sys.executable, "-m", "parley", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    return Server(f"http://127.0.0.1:{port}", proc, log)
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Server:
+    """Start `parley serve` and wait until /ready answers 200."""
+    server = launch_server(tmp, *args, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.logs()}")
+        try:
+            if httpx.get(server.url + "/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"server not ready after {timeout}s:\n{server.logs()}")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    srv = start_server(tmp_path_factory.mktemp("server"), "--slots", "4", "--ctx", "2048", "--max-queue", "32")
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def http(server: Server):
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def reference_llama():
+    """llama-cpp-python's own high-level API on the same GGUF: an independent tokenizer and template."""
+    from llama_cpp import Llama
+
+    from parley.engines.llamacpp.engine import embedded_model_path
+
+    llm = Llama(str(embedded_model_path()), n_ctx=2048, n_threads=2, verbose=False, seed=0)
+    yield llm
+    llm.close()
