@@ -13,9 +13,8 @@ from parley.pipeline.cleanup import (
 
 def run(filt, pieces, reason="stop", budget=10_000):
     """Feed pieces (one token each) and finish; returns (emitted text, stopped)."""
-    out, used = [], 0
-    for piece in pieces:
-        used += 1
+    out = []
+    for used, piece in enumerate(pieces, start=1):
         out.append(filt.feed(piece, budget - used))
         if filt.stop:
             break
