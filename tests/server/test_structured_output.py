@@ -79,11 +79,13 @@ def test_json_schema_answer_parses_and_validates(client, schema, prompt, stream)
 
 def test_json_object_mode_returns_an_object(client):
     resp = client.chat.completions.create(
-        model=MODEL, temperature=0, max_tokens=200,
-        messages=[{"role": "user", "content": "Give the capital and population of Japan as JSON."}],
+        model=MODEL, temperature=0,
+        messages=[{"role": "user", "content": "Return a JSON object with the keys city and country for Paris."}],
         response_format={"type": "json_object"},
     )  # fmt: skip
-    assert isinstance(json.loads(resp.choices[0].message.content), dict)
+    text = resp.choices[0].message.content
+    assert resp.choices[0].finish_reason == "stop", text
+    assert isinstance(json.loads(text), dict)
 
 
 def test_sampled_json_still_validates(client):

@@ -12,9 +12,11 @@ from parley.pipeline.turn import Delta, Turn
 from parley.protocol.openai import ChatCompletionRequest
 
 JSON_MAX_TOKENS = 512
-# Under a grammar, a small model that starts repeating inside a string never closes it; a light repetition
-# penalty (measured: 1.1 was enough for SmolLM2-135M) lets it end the string.
+# Under a grammar, a small model that starts repeating never closes the string or the object: a light
+# repetition penalty (1.1 was enough for SmolLM2-135M inside strings) and DRY (for whole repeated members,
+# longer than the penalty's window) let it finish. Only applied when the client set no penalties itself.
 JSON_REPETITION_PENALTY = 1.1
+JSON_DRY_MULTIPLIER = 0.8
 
 
 class ModelStage:
@@ -50,10 +52,12 @@ class ModelStage:
             if temperature is None:
                 temperature = 0.2 if turn.grammar else guess.temperature
                 decision["temperature_from"] = "estimate"
-        repetition_penalty = req.repetition_penalty
-        if repetition_penalty is None and turn.grammar and not (req.frequency_penalty or req.presence_penalty):
-            repetition_penalty = JSON_REPETITION_PENALTY
-            decision["repetition_penalty_from"] = "json_default"
+        repetition_penalty, dry = req.repetition_penalty, req.dry_multiplier
+        client_penalties = any(v is not None for v in (repetition_penalty, dry, req.frequency_penalty,
+                                                        req.presence_penalty))  # fmt: skip
+        if turn.grammar and not client_penalties:
+            repetition_penalty, dry = JSON_REPETITION_PENALTY, JSON_DRY_MULTIPLIER
+            decision["penalties_from"] = "json_default"
         stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         params = SamplingParams(
             max_tokens=max_tokens,
@@ -65,6 +69,10 @@ class ModelStage:
             presence_penalty=req.presence_penalty or 0.0,
             frequency_penalty=req.frequency_penalty or 0.0,
             repetition_penalty=repetition_penalty or 1.0,
+            dry_multiplier=dry or 0.0,
+            dry_base=req.dry_base or 1.75,
+            dry_allowed_length=req.dry_allowed_length or 2,
+            dry_penalty_last_n=req.dry_penalty_last_n if req.dry_penalty_last_n is not None else -1,
             logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
             stop=stops,
             ignore_eos=req.ignore_eos,
@@ -78,6 +86,7 @@ class ModelStage:
             top_p=params.top_p,
             seed=params.seed,
             repetition_penalty=params.repetition_penalty,
+            dry_multiplier=params.dry_multiplier,
             constrained=turn.grammar is not None,
             chat_request=isinstance(req, ChatCompletionRequest),
             **decision,

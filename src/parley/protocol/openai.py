@@ -54,6 +54,10 @@ class SamplingFields(_Request):
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)
+    dry_base: float | None = Field(None, ge=1.0, le=4.0)
+    dry_allowed_length: int | None = Field(None, ge=1, le=64)
+    dry_penalty_last_n: int | None = Field(None, ge=-1)
     logit_bias: dict[str, float] | None = None
     n: int = Field(1, ge=1)
     stream: bool = False

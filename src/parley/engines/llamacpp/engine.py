@@ -98,7 +98,7 @@ class LlamaCppEngine:
         def emit(event: Event) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        sampler = build_sampler(self.model, request.params)
+        sampler = build_sampler(self.model, request.params, context=self.batcher.n_ctx_seq)
         seq = Sequence(request.id, request.prompt_tokens, request.params, sampler, emit)
         try:
             self.batcher.submit(seq)

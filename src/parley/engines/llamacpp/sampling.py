@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import random
 
 import llama_cpp
@@ -13,7 +14,7 @@ from parley.errors import InvalidRequest
 PENALTY_LAST_N = 64
 
 
-def build_sampler(model: GGUFModel, params: SamplingParams) -> llama_cpp.llama_sampler_p:
+def build_sampler(model: GGUFModel, params: SamplingParams, *, context: int) -> llama_cpp.llama_sampler_p:
     """Chain order follows llama.cpp's common sampler: biases and penalties, grammar, then truncation, then
     temperature and the final draw. The caller owns the chain and frees it with `llama_sampler_free`."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -39,6 +40,17 @@ def build_sampler(model: GGUFModel, params: SamplingParams) -> llama_cpp.llama_s
                 params.presence_penalty,
             )
         )
+    if params.dry_multiplier > 0.0:
+        # This llama.cpp treats a negative window as "off"; -1 means the whole context, as in llama-server.
+        last_n = context if params.dry_penalty_last_n < 0 else params.dry_penalty_last_n
+        breakers = [b"\n", b":", b'"', b"*"]
+        arr = (ctypes.c_char_p * len(breakers))(*breakers)
+        add(
+            llama_cpp.llama_sampler_init_dry(
+                model.vocab, params.dry_multiplier, params.dry_base, params.dry_allowed_length,
+                last_n, arr, len(breakers),
+            )
+        )  # fmt: skip
     if params.grammar:
         grammar = llama_cpp.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
         if not grammar:
