@@ -105,8 +105,10 @@ def main() -> None:
     d, p = report["direct"], report["parley"]
     print("| path | TTFT cold ms | TTFT warm ms | decode tok/s | end-to-end tok/s |\n|---|---|---|---|---|")
     for name, r in (("llama-cpp-python direct", d), ("Parley API (SSE)", p)):
-        print(f"| {name} | {r['ttft_cold']*1000:.0f} | {r['ttft']*1000:.0f} | {r['decode_tps']:.1f} "
-              f"| {r['total_tps']:.1f} |")
+        print(
+            f"| {name} | {r['ttft_cold'] * 1000:.0f} | {r['ttft'] * 1000:.0f} | {r['decode_tps']:.1f} "
+            f"| {r['total_tps']:.1f} |"
+        )
     print(f"ratio Parley/direct: decode {report['ratio_decode_tps']:.2f}, end-to-end {report['ratio_total_tps']:.2f}")
 
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     prefill_chunk: int = Field(256, ge=16, description="most prompt tokens one request adds per step")
     max_queue: int = Field(64, ge=0, description="requests that may wait for a slot before 503")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    share_prefixes: bool = Field(True, description="one KV cache for all slots, so prompt prefixes are shared")
 
     # Request limits.
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)

@@ -24,6 +24,9 @@ def filters_for(turn: Turn) -> list[TextFilter]:
     strip = LeakedTokenStripper(turn.engine_required.special_token_texts())
     if turn.grammar is not None:
         return [strip]
+    if turn.request.ignore_eos:  # benchmarks ask for exactly max_tokens: nothing may end the answer early
+        strip.ends = set()
+        return [strip]
     if turn.kind == "completion":
         return [strip, RepetitionCutter()]
     return [strip, RepetitionCutter(), TruncationTrimmer(), FenceCloser()]

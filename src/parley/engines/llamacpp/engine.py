@@ -53,6 +53,7 @@ class LlamaCppEngine:
             prefill_chunk=settings.prefill_chunk,
             max_queue=settings.max_queue,
             threads=settings.threads,
+            share_prefixes=settings.share_prefixes,
         )
         template = self.model.chat_template or CHATML_TEMPLATE
         self._formatter = Jinja2ChatFormatter(template, self.model.eos_text, self.model.bos_text)

@@ -21,6 +21,7 @@ import llama_cpp
 
 from parley.engines.base import SamplingParams
 from parley.engines.llamacpp.gguf_model import GGUFModel
+from parley.engines.llamacpp.prefix import place
 from parley.errors import ContextLengthExceeded, EngineOverloaded
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Sequence:
     n_generated: int = 0
     pending: int | None = None  # sampled but not yet decoded
     order: int = 0
+    follow: tuple[Sequence, int] | None = None  # (leader, tokens): copy the leader's prefix once computed
 
 
 @dataclass(eq=False)
@@ -82,14 +84,6 @@ class BatcherCounters:
     decode_errors: int = 0
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class ContinuousBatcher:
     def __init__(
         self,
@@ -101,6 +95,7 @@ class ContinuousBatcher:
         prefill_chunk: int,
         max_queue: int,
         threads: int,
+        share_prefixes: bool = True,
     ) -> None:
         self.model = model
         self.max_queue = max_queue
@@ -110,13 +105,16 @@ class ContinuousBatcher:
         cparams.n_batch = cparams.n_ubatch = max(batch_tokens, slots)
         cparams.n_seq_max = slots
         cparams.n_threads = cparams.n_threads_batch = threads
-        cparams.kv_unified = False  # each slot owns ctx_per_slot cells: one long chat cannot starve the rest
+        # A unified KV cache lets sequences share cells, so a prompt prefix computed once serves every slot
+        # (measured: ~7% slower decode at 16 short sequences than split per-slot caches, which cannot share).
+        cparams.kv_unified = share_prefixes
         cparams.no_perf = True
+        self.share_prefixes = share_prefixes
         self.ctx = llama_cpp.llama_init_from_model(model.ptr, cparams)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self.n_batch = cparams.n_batch
-        self.n_ctx_seq: int = llama_cpp.llama_n_ctx_seq(self.ctx)
+        self.n_ctx_seq: int = ctx_per_slot if share_prefixes else llama_cpp.llama_n_ctx_seq(self.ctx)
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)  # allocated once
         self.slots = [Slot(i) for i in range(slots)]
@@ -235,21 +233,29 @@ class ContinuousBatcher:
                 self._finish(slot.seq, "cancelled")
 
     def _admit(self) -> None:
+        round_: list[Sequence] = []
         while self._waiting:
             free = [s for s in self.slots if s.seq is None]
             if not free:
                 return
             seq = self._waiting.popleft()
-            # The free slot whose cache shares the longest prefix; ties go to the least recently used.
-            slot = max(free, key=lambda s: (common_prefix(s.tokens, seq.prompt), -s.last_used))
-            reuse = min(common_prefix(slot.tokens, seq.prompt), len(seq.prompt) - 1)  # last token needs logits
-            if reuse < len(slot.tokens):
+            plan = place(seq.prompt, free, self.slots if self.share_prefixes else [], round_)
+            slot, reuse = plan.slot, plan.reuse
+            if plan.copy_from is not None:
+                llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
+                llama_cpp.llama_memory_seq_cp(self.mem, plan.copy_from.id, slot.id, 0, plan.copy_len)
+                slot.tokens = plan.copy_from.tokens[: plan.copy_len]
+                reuse = plan.copy_len
+            elif reuse < len(slot.tokens):
                 if not llama_cpp.llama_memory_seq_rm(self.mem, slot.id, reuse, -1):
                     llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
                     reuse = 0
                 del slot.tokens[reuse:]
+            if plan.leader is not None:
+                seq.follow = (plan.leader, plan.follow_len)
             seq.slot, slot.seq = slot, seq
             seq.n_prompt_done = seq.n_cached = reuse
+            round_.append(seq)
             with self._lock:
                 self._n_queued -= 1
                 self._n_free -= 1
@@ -257,6 +263,25 @@ class ContinuousBatcher:
             c.admitted += 1
             c.prompt_tokens += len(seq.prompt)
             c.prompt_tokens_cached += reuse
+
+    def _ready_to_prefill(self, seq: Sequence) -> bool:
+        """A follower waits while its leader computes the shared prefix, then copies it."""
+        if seq.follow is None:
+            return True
+        leader, n = seq.follow
+        src = leader.slot
+        if src is not None and len(src.tokens) < n and leader.n_prompt_done < len(leader.prompt):
+            return False  # the leader is still on its way to the shared prefix
+        seq.follow = None
+        if src is None or src.tokens[:n] != seq.prompt[:n]:
+            return True  # the leader is gone (cancelled, failed): compute the prefix ourselves
+        assert seq.slot is not None
+        llama_cpp.llama_memory_seq_rm(self.mem, seq.slot.id, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self.mem, src.id, seq.slot.id, 0, n)
+        seq.slot.tokens = seq.prompt[:n]
+        self.counters.prompt_tokens_cached += n - seq.n_cached
+        seq.n_prompt_done = seq.n_cached = n
+        return True
 
     def _put(self, i: int, token: int, slot: Slot, logits: bool) -> None:
         b = self.batch
@@ -283,6 +308,7 @@ class ContinuousBatcher:
             (s.seq for s in self.slots if s.seq and s.seq.n_prompt_done < len(s.seq.prompt)),
             key=lambda q: q.order,
         )
+        prefilling = [q for q in prefilling if self._ready_to_prefill(q)]
         for seq in prefilling:  # then prompt chunks, oldest request first, within the step's budget
             take = min(self.n_batch - n, self.prefill_chunk, len(seq.prompt) - seq.n_prompt_done)
             if take <= 0:

@@ -1,0 +1,285 @@
+"""Serving benchmark: Parley vs llama-cpp-python's own server vs the raw batched decode loop.
+
+Method after vLLM's serving benchmark: a fixed set of distinct prompts of varied length (so the prefix
+cache does not flatter the figures), streamed with a concurrency limit; per request the time to first
+token (TTFT), inter-token latency (ITL, between content chunks) and time per output token (TPOT); per level
+the aggregate output throughput, errors and peak RSS of the server. Every request generates exactly
+`--tokens` tokens greedily (end-of-generation banned: `ignore_eos` for Parley, a logit bias for the baseline).
+
+    python bench/serve.py [--levels 1,4,16,32] [--tokens 64] [--slots 16] [--ctx 2048]
+
+Writes bench/results/serve.{json,md,png} and prints the ratios Parley/baseline and Parley/ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, free_port, parley_cmd, pct, peak_rss_mb, rss_mb, start, stop, stream_chat
+from decode_loop import raw_decode_loop
+
+WORDS = [
+    "network",
+    "server",
+    "latency",
+    "cache",
+    "request",
+    "token",
+    "model",
+    "prompt",
+    "answer",
+    "stream",
+    "queue",
+    "thread",
+    "memory",
+    "disk",
+    "database",
+    "replica",
+    "failover",
+    "backup",
+    "router",
+    "switch",
+    "firewall",
+    "packet",
+    "kernel",
+    "process",
+    "signal",
+    "socket",
+    "file",
+    "buffer",
+    "schedule",
+    "deploy",
+    "release",
+    "version",
+    "commit",
+    "branch",
+    "review",
+    "test",
+    "metric",
+    "alert",
+    "dashboard",
+    "incident",
+]
+
+
+def make_prompts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    prompts = []
+    for i in range(n):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 60)))
+        prompts.append(f"Ticket {i}: summarise these operator notes in plain English: {words}")
+    return prompts
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._halt = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(0.1):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def stop(self) -> float:
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+async def run_level(url: str, model: str, prompts: list[str], c: int, tokens: int, extra: dict) -> dict:
+    sem = asyncio.Semaphore(c)
+    limits = httpx.Limits(max_connections=c + 4, max_keepalive_connections=c + 4)
+
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+        async def one(prompt: str):
+            body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
+                    "temperature": 0, "stream": True, **extra}  # fmt: skip
+            async with sem:
+                return await stream_chat(client, url + "/v1/chat/completions", body)
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(p) for p in prompts))
+        wall = time.perf_counter() - t0
+    ok = [r for r in results if r.ok]
+    out_tokens = sum(r.tokens or (len(r.itl) + 1) for r in ok)
+    tpot = [(r.total - r.ttft) / max((r.tokens or len(r.itl) + 1) - 1, 1) for r in ok]
+    itl = [x for r in ok for x in r.itl]
+    ttft = [r.ttft for r in ok]
+    return {
+        "concurrency": c,
+        "requests": len(prompts),
+        "errors": len(results) - len(ok),
+        "error_sample": next((r.error for r in results if not r.ok), ""),
+        "output_tokens": out_tokens,
+        "wall_s": wall,
+        "throughput_tps": out_tokens / wall,
+        "ttft_p50_s": pct(ttft, 50),
+        "ttft_p95_s": pct(ttft, 95),
+        "itl_p50_ms": pct(itl, 50) * 1000,
+        "itl_p95_ms": pct(itl, 95) * 1000,
+        "tpot_p50_ms": pct(tpot, 50) * 1000,
+        "decode_tps_per_request": 1000 / (pct(tpot, 50) * 1000) if tpot else 0.0,
+    }
+
+
+def bench_server(name: str, cmd: list[str], url: str, ready: str, levels, prompts_for, tokens, extra) -> list:
+    proc = start(cmd, url, ready, RESULTS / f"serve.{name}.log", timeout=180)
+    rows = []
+    try:
+        model = httpx.get(url + "/v1/models").json()["data"][0]["id"]
+        asyncio.run(run_level(url, model, prompts_for(2)[:2], 1, 8, extra))  # warm-up
+        for c in levels:
+            sampler = RssSampler(proc.pid)
+            sampler.start()
+            row = asyncio.run(run_level(url, model, prompts_for(c), c, tokens, extra))
+            row["rss_peak_mb"] = sampler.stop()
+            rows.append(row)
+            print(f"  {name:9} c={c:<3} {row['throughput_tps']:7.1f} tok/s  TTFT p50 {row['ttft_p50_s']:.2f}s "
+                  f"p95 {row['ttft_p95_s']:.2f}s  ITL p50 {row['itl_p50_ms']:.0f}ms  errors {row['errors']}  "
+                  f"RSS {row['rss_peak_mb']:.0f}MB", flush=True)  # fmt: skip
+        rows[-1]["vmhwm_mb"] = peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", default="1,4,16,32")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--slots", type=int, default=16)
+    ap.add_argument("--ctx", type=int, default=2048)
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    from parley.engines.llamacpp.engine import embedded_model_path
+    from parley.engines.llamacpp.gguf_model import GGUFModel
+
+    model_path = embedded_model_path()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    total = sum(max(2 * c, 4) for c in levels)
+    pool = make_prompts(total + 8)
+    offsets, acc = {}, 0
+    for c in levels:
+        offsets[c], acc = acc, acc + max(2 * c, 4)
+
+    def prompts_for(c: int) -> list[str]:
+        return pool[offsets.get(c, total) : offsets.get(c, total) + max(2 * c, 4)]
+
+    # The ceiling first, in this process, with no server running.
+    vocab = GGUFModel(model_path)
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    fmt = Jinja2ChatFormatter(vocab.chat_template, vocab.eos_text, vocab.bos_text)
+    eog = {str(t): -100.0 for t in vocab.eog_tokens}
+
+    def chat_tokens(p: str) -> list[int]:
+        return vocab.tokenize(fmt(messages=[{"role": "user", "content": p}]).prompt, add_special=False,
+                              parse_special=True)  # fmt: skip
+
+    ceiling = {}
+    for c in levels:
+        r = raw_decode_loop(model_path, [chat_tokens(p) for p in prompts_for(c)[:c]], args.tokens)
+        ceiling[c] = r
+        print(f"  ceiling   c={c:<3} {r['decode_tps']:7.1f} tok/s decode, prefill {r['prefill_tps']:.0f} tok/s",
+              flush=True)  # fmt: skip
+    vocab.close()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = parley_cmd(port, "--slots", str(args.slots), "--ctx", str(args.ctx), "--max-queue", "256")
+    parley = bench_server("parley", cmd, url, "/ready", levels, prompts_for, args.tokens, {"ignore_eos": True,
+                          "stream_options": {"include_usage": True}})  # fmt: skip
+    baseline = []
+    if not args.skip_baseline:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", str(args.ctx), "--n_threads", "2", "--n_threads_batch", "2",
+               "--interrupt_requests", "False"]  # fmt: skip
+        baseline = bench_server("baseline", cmd, url, "/v1/models", levels, prompts_for, args.tokens,
+                                {"logit_bias": eog})  # fmt: skip
+
+    report = {"tokens": args.tokens, "slots": args.slots, "ctx": args.ctx, "levels": levels,
+              "parley": parley, "baseline": baseline, "ceiling": [ceiling[c] for c in levels]}  # fmt: skip
+    (RESULTS / "serve.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (RESULTS / "serve.md").write_text(table)
+    print(table)
+    plot(report, RESULTS / "serve.png")
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"Each request: {report['tokens']} output tokens, greedy; Parley {report['slots']} slots x "
+        f"{report['ctx']} context; requests per level = 2 x concurrency.",
+        "",
+        "| c | engine | tok/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | TPOT p50 ms | errors "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = {r["concurrency"]: r for r in report["baseline"]}
+    for i, row in enumerate(report["parley"]):
+        c = row["concurrency"]
+        for name, r in (("parley", row), ("baseline", base.get(c))):
+            if r:
+                lines.append(
+                    f"| {c} | {name} | {r['throughput_tps']:.1f} | {r['ttft_p50_s']:.2f} | {r['ttft_p95_s']:.2f} | "
+                    f"{r['itl_p50_ms']:.0f} | {r['itl_p95_ms']:.0f} | {r['tpot_p50_ms']:.1f} | {r['errors']} | "
+                    f"{r['rss_peak_mb']:.0f} |"
+                )
+        ceil = report["ceiling"][i]
+        lines.append(f"| {c} | raw decode loop (ceiling) | {ceil['decode_tps']:.1f} (decode only) | | | | | | | |")
+    lines += ["", "| c | Parley / baseline (tok/s) | Parley / ceiling (tok/s) | Parley per-request decode / ceiling |",
+              "|---|---|---|---|"]  # fmt: skip
+    for i, row in enumerate(report["parley"]):
+        c = row["concurrency"]
+        b = base.get(c)
+        ratio_b = f"{row['throughput_tps'] / b['throughput_tps']:.2f}" if b else "n/a"
+        ceil = report["ceiling"][i]["decode_tps"]
+        per_req = row["decode_tps_per_request"] * min(c, report["slots"]) / ceil
+        lines.append(f"| {c} | {ratio_b} | {row['throughput_tps'] / ceil:.2f} | {per_req:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    levels = report["levels"]
+    a.plot(levels, [r["throughput_tps"] for r in report["parley"]], "o-", label="Parley")
+    if report["baseline"]:
+        a.plot(levels, [r["throughput_tps"] for r in report["baseline"]], "s-", label="llama_cpp.server")
+    a.plot(levels, [r["decode_tps"] for r in report["ceiling"]], "^--", label="raw decode loop (decode only)")
+    a.set(
+        xlabel="concurrent streams", ylabel="output tokens/s", title="Aggregate throughput", xscale="log", xticks=levels
+    )
+    a.set_xticklabels(levels)
+    a.legend()
+    b.plot(levels, [r["ttft_p95_s"] for r in report["parley"]], "o-", label="Parley")
+    if report["baseline"]:
+        b.plot(levels, [r["ttft_p95_s"] for r in report["baseline"]], "s-", label="llama_cpp.server")
+    b.set(xlabel="concurrent streams", ylabel="seconds", title="Time to first token, p95", xscale="log", xticks=levels)
+    b.set_xticklabels(levels)
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
