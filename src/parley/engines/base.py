@@ -81,7 +81,8 @@ class Engine(Protocol):
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Admit the request now (raising `EngineOverloaded` if it cannot wait) and stream its output.
 
-        Closing the iterator early cancels the request and frees its resources.
+        The returned iterator has `aclose()`: it cancels the request and frees its slot, whether or not
+        the stream was iterated.
         """
         ...
 

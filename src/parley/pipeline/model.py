@@ -22,11 +22,11 @@ JSON_DRY_MULTIPLIER = 0.8
 class ModelStage:
     name = "model"
 
-    async def open(self, turn: Turn) -> AsyncIterator[Delta]:
+    async def open(self, turn: Turn) -> ModelStream:
         turn.params = self.decide(turn)
         engine = turn.engine_required
         chunks = await engine.generate(GenerationRequest(turn.id, turn.prompt_tokens, turn.params))
-        return self._deltas(turn, chunks)
+        return ModelStream(turn, chunks, self.name)
 
     def decide(self, turn: Turn) -> SamplingParams:
         req = turn.request
@@ -93,14 +93,26 @@ class ModelStage:
         )
         return params
 
-    async def _deltas(self, turn: Turn, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Delta]:
-        try:
-            async for chunk in chunks:
-                if chunk.stats is not None:
-                    turn.usage.cached_tokens = chunk.stats.cached_tokens
-                    turn.note(self.name, cached_prompt_tokens=chunk.stats.cached_tokens)
-                yield Delta(chunk.text, chunk.n_tokens, chunk.finish_reason)
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+
+
+class ModelStream:
+    """The engine's chunks as deltas; records the engine's counters on the turn. `aclose()` always
+    reaches the engine, even if iteration never started."""
+
+    def __init__(self, turn: Turn, chunks: AsyncIterator[Chunk], stage: str) -> None:
+        self.turn, self.chunks, self.stage = turn, chunks, stage
+
+    def __aiter__(self) -> ModelStream:
+        return self
+
+    async def __anext__(self) -> Delta:
+        chunk = await anext(self.chunks)
+        if chunk.stats is not None:
+            self.turn.usage.cached_tokens = chunk.stats.cached_tokens
+            self.turn.note(self.stage, cached_prompt_tokens=chunk.stats.cached_tokens)
+        return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

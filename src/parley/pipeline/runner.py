@@ -9,12 +9,12 @@ from parley.config import Settings
 from parley.engines.base import Engine
 from parley.pipeline.final import FinalStage
 from parley.pipeline.input import InputStage
-from parley.pipeline.model import ModelStage
+from parley.pipeline.model import ModelStage, ModelStream
 from parley.pipeline.output import OutputStage
 from parley.pipeline.postprocess import PostprocessStage
 from parley.pipeline.preprocess import PreprocessStage
 from parley.pipeline.stage import StageClock, record, record_streams, run_timed
-from parley.pipeline.turn import Delta, Turn
+from parley.pipeline.turn import Turn
 from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completion
 
 
@@ -41,8 +41,8 @@ class Pipeline:
 class Run:
     """A started turn: consume it whole (`response`) or as OpenAI stream chunks (`chunks`), not both."""
 
-    def __init__(self, pipeline: Pipeline, turn: Turn, stream: AsyncIterator[Delta], model_clock: StageClock):
-        self.pipeline, self.turn = pipeline, turn
+    def __init__(self, pipeline: Pipeline, turn: Turn, stream: ModelStream, model_clock: StageClock):
+        self.pipeline, self.turn, self.source = pipeline, turn, stream
         self.clocks = [model_clock, StageClock(pipeline.output.name), StageClock(pipeline.postprocess.name)]
         deltas = model_clock.wrap(stream)
         deltas = self.clocks[1].wrap(pipeline.output.process(turn, deltas))
@@ -55,7 +55,7 @@ class Run:
             async for delta in self.deltas:
                 parts.append(delta.text)
         finally:
-            await self.deltas.aclose()
+            await self.aclose()
         start = time.perf_counter()
         self.turn.text = "".join(parts)
         self._close_trace(time.perf_counter() - start)
@@ -88,7 +88,12 @@ class Run:
                 for chunk in out:
                     yield chunk
         finally:
-            await self.deltas.aclose()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the turn: the stages' finally blocks run and the engine frees the request's slot."""
+        await self.deltas.aclose()
+        await self.source.aclose()
 
     def _close_trace(self, final_seconds: float) -> None:
         record_streams(self.turn, self.clocks)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from parley.errors import ParleyError
@@ -31,9 +32,11 @@ async def _frames(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
     yield "data: [DONE]\n\n"
 
 
-def sse_response(chunks: AsyncIterator[BaseModel]) -> StreamingResponse:
+def sse_response(chunks: AsyncIterator[BaseModel], on_close: Callable[[], Awaitable[None]]) -> StreamingResponse:
+    """`on_close` runs after the stream, also when the client left before the first byte."""
     return StreamingResponse(
         _frames(chunks),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(on_close),
     )

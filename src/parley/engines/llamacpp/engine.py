@@ -6,7 +6,7 @@ import asyncio
 import codecs
 import importlib.util
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +106,9 @@ class LlamaCppEngine:
         except Exception:
             llama_cpp.llama_sampler_free(sampler)
             raise
-        return self._stream(seq, events)
+        return Generation(self.batcher, seq, self._stream(seq, events))
 
-    async def _stream(self, seq: Sequence, events: asyncio.Queue[Event]) -> AsyncIterator[Chunk]:
+    async def _stream(self, seq: Sequence, events: asyncio.Queue[Event]) -> AsyncGenerator[Chunk, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(seq.params.stop)
         n_tokens = 0
@@ -145,6 +145,24 @@ class LlamaCppEngine:
     def close(self) -> None:
         self.batcher.close()
         self.model.close()
+
+
+class Generation:
+    """The stream of one request. `aclose()` cancels it in the engine whether or not it was iterated
+    (an async generator that never started would skip its `finally`)."""
+
+    def __init__(self, batcher: ContinuousBatcher, seq: Sequence, chunks: AsyncGenerator[Chunk, None]) -> None:
+        self._batcher, self._seq, self._chunks = batcher, seq, chunks
+
+    def __aiter__(self) -> Generation:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        self._batcher.cancel(self._seq)  # a no-op once the sequence has finished
+        await self._chunks.aclose()
 
 
 def load_engine(settings: Settings) -> LlamaCppEngine:

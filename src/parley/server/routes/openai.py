@@ -37,7 +37,7 @@ async def respond(request: Request, turn: Turn) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
     run = await pipeline.start(turn)
     if turn.request.stream:
-        return sse_response(run.chunks())
+        return sse_response(run.chunks(), run.aclose)
     return JSONResponse(to_wire(await run.response()))
 
 

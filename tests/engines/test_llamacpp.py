@@ -1,0 +1,127 @@
+"""The embedded engine in-process: tokenizer, batching scheduler, prefix sharing, cancellation, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from parley.config import Settings
+from parley.engines.base import GenerationRequest, SamplingParams
+from parley.engines.llamacpp.engine import LlamaCppEngine
+from parley.errors import ContextLengthExceeded, EngineOverloaded
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = LlamaCppEngine(Settings(slots=2, ctx=512, max_queue=1, threads=2))
+    yield eng
+    eng.close()
+
+
+def chat_tokens(engine, text, system=None):
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return engine.tokenize(engine.apply_chat_template(msgs))
+
+
+async def collect(engine, tokens, **params):
+    params.setdefault("max_tokens", 16)
+    params.setdefault("temperature", 0.0)
+    text, last = [], None
+    async for chunk in await engine.generate(GenerationRequest("t", tokens, SamplingParams(**params))):
+        text.append(chunk.text)
+        last = chunk
+    return "".join(text), last
+
+
+def test_tokenizer_matches_llama_cpp_python(engine, reference_llama):
+    prompt = engine.apply_chat_template([{"role": "user", "content": "Hello, world!"}])
+    assert prompt.startswith("<|im_start|>system\n")  # the GGUF's own template, with its default system prompt
+    assert engine.tokenize(prompt) == reference_llama.tokenize(prompt.encode(), add_bos=False, special=True)
+    assert engine.detokenize(engine.tokenize("plain text", special=False)) == "plain text"
+
+
+def test_greedy_generation_is_deterministic_and_counted(engine):
+    tokens = chat_tokens(engine, "Name a planet.")
+    a, last_a = asyncio.run(collect(engine, tokens))
+    b, last_b = asyncio.run(collect(engine, tokens))
+    assert a == b and a.strip()
+    assert last_a.stats.prompt_tokens == len(tokens)
+    assert last_b.stats.cached_tokens == len(tokens) - 1  # the whole prompt but its last token came from cache
+
+
+def test_seeded_sampling_repeats(engine):
+    tokens = chat_tokens(engine, "Write a word.")
+    runs = [asyncio.run(collect(engine, tokens, temperature=1.0, seed=42))[0] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_logit_bias_bans_a_token(engine):
+    tokens = chat_tokens(engine, "Say the word 'yes'.")
+    free, _ = asyncio.run(collect(engine, tokens, max_tokens=8))
+    first = engine.tokenize(free, special=False)[0]
+    banned, _ = asyncio.run(collect(engine, tokens, max_tokens=8, logit_bias={first: -100.0}))
+    assert engine.tokenize(banned, special=False)[:1] != [first]
+
+
+def test_requests_arriving_together_share_their_prefix(engine):
+    system = "You are the reference assistant of the engine tests. " * 6
+    prompts = [chat_tokens(engine, q, system=system) for q in ("What is ice?", "What is steam?")]
+    shared = 0
+    while prompts[0][shared] == prompts[1][shared]:
+        shared += 1
+    assert shared > 60
+    engine.batcher._reset_slot(engine.batcher.slots[0])
+    engine.batcher._reset_slot(engine.batcher.slots[1])
+
+    async def both():
+        return await asyncio.gather(*(collect(engine, p, max_tokens=12) for p in prompts))
+
+    (text_a, last_a), (text_b, last_b) = asyncio.run(both())
+    assert last_a.stats.cached_tokens == 0
+    assert last_b.stats.cached_tokens == shared  # followed the first request and copied its prefix
+    alone = [asyncio.run(collect(engine, p, max_tokens=12))[0] for p in prompts]
+    assert [text_a, text_b] == alone  # copied prefixes give the same greedy answers as computed ones
+
+
+def test_stop_sequence_and_ignore_eos(engine):
+    tokens = chat_tokens(engine, "Count from 1 to 10, separated by commas.")
+    text, last = asyncio.run(collect(engine, tokens, max_tokens=40, stop=["5"]))
+    assert "5" not in text and last.finish_reason == "stop"
+    _, last = asyncio.run(collect(engine, chat_tokens(engine, "Hi"), max_tokens=30, ignore_eos=True))
+    assert last.finish_reason == "length" and last.stats.completion_tokens == 30
+
+
+def test_generation_stops_at_the_slot_context(engine):
+    tokens = chat_tokens(engine, "Tell a story.")
+    _, last = asyncio.run(collect(engine, tokens, max_tokens=10_000, ignore_eos=True))
+    assert last.finish_reason == "length"
+    # Every token but the last sampled one occupies a KV cell; the last needs none.
+    assert last.stats.prompt_tokens + last.stats.completion_tokens == engine.info.context_window
+
+
+def test_prompt_longer_than_the_context_is_refused(engine):
+    with pytest.raises(ContextLengthExceeded):
+        asyncio.run(collect(engine, [1] * 600))
+
+
+def test_cancelling_frees_the_slot_and_the_queue_bounds_admission(engine):
+    async def main():
+        tokens = chat_tokens(engine, "Tell a long story.")
+        params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
+        streams = [await engine.generate(GenerationRequest(f"r{i}", tokens, params)) for i in range(3)]
+        await anext(streams[0])  # slots: 2 running; queue: 1 waiting
+        with pytest.raises(EngineOverloaded):
+            await engine.generate(GenerationRequest("over", tokens, params))
+        for s in streams:
+            await s.aclose()
+        for _ in range(100):
+            status = engine.status()
+            if status["slots_busy"] == 0 and status["queued"] == 0:
+                return status
+            await asyncio.sleep(0.02)
+        return engine.status()
+
+    status = asyncio.run(main())
+    assert status["slots_busy"] == 0 and status["queued"] == 0
+    assert status["requests_rejected"] >= 1
