@@ -72,12 +72,12 @@ WORDS = [
 ]
 
 
-def make_prompts(n: int, seed: int = 0) -> list[str]:
+def make_prompts(n: int, seed: int = 0, words: tuple[int, int] = (8, 60)) -> list[str]:
     rng = random.Random(seed)
     prompts = []
     for i in range(n):
-        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 60)))
-        prompts.append(f"Ticket {i}: summarise these operator notes in plain English: {words}")
+        words_ = " ".join(rng.choice(WORDS) for _ in range(rng.randint(*words)))
+        prompts.append(f"Ticket {i}: summarise these operator notes in plain English: {words_}")
     return prompts
 
 
@@ -160,6 +160,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--slots", type=int, default=16)
     ap.add_argument("--ctx", type=int, default=2048)
+    ap.add_argument("--words", default="8,60", help="prompt length range in words (uniform)")
+    ap.add_argument("--out", default="serve", help="name of the result files")
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -170,7 +172,8 @@ def main() -> None:
     model_path = embedded_model_path()
     RESULTS.mkdir(parents=True, exist_ok=True)
     total = sum(max(2 * c, 4) for c in levels)
-    pool = make_prompts(total + 8)
+    lo, hi = (int(x) for x in args.words.split(","))
+    pool = make_prompts(total + 8, words=(lo, hi))
     offsets, acc = {}, 0
     for c in levels:
         offsets[c], acc = acc, acc + max(2 * c, 4)
@@ -212,19 +215,20 @@ def main() -> None:
         baseline = bench_server("baseline", cmd, url, "/v1/models", levels, prompts_for, args.tokens,
                                 {"logit_bias": eog})  # fmt: skip
 
-    report = {"tokens": args.tokens, "slots": args.slots, "ctx": args.ctx, "levels": levels,
+    report = {"tokens": args.tokens, "slots": args.slots, "ctx": args.ctx, "levels": levels, "words": [lo, hi],
               "parley": parley, "baseline": baseline, "ceiling": [ceiling[c] for c in levels]}  # fmt: skip
-    (RESULTS / "serve.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
     table = markdown(report)
-    (RESULTS / "serve.md").write_text(table)
+    (RESULTS / f"{args.out}.md").write_text(table)
     print(table)
-    plot(report, RESULTS / "serve.png")
+    plot(report, RESULTS / f"{args.out}.png")
 
 
 def markdown(report: dict) -> str:
     lines = [
         f"Each request: {report['tokens']} output tokens, greedy; Parley {report['slots']} slots x "
-        f"{report['ctx']} context; requests per level = 2 x concurrency.",
+        f"{report['ctx']} context; requests per level = 2 x concurrency; prompts of {report['words'][0]}-"
+        f"{report['words'][1]} words after a fixed preamble.",
         "",
         "| c | engine | tok/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | TPOT p50 ms | errors "
         "| peak RSS MB |",
