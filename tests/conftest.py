@@ -38,8 +38,10 @@ def launch_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> S
     port = free_port()
     log = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "parley", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    # Each server gets its own data directory (its own SQLite database) unless the test says otherwise.
+    base = {**os.environ, "PARLEY_DATA_DIR": str(tmp / f"data-{port}")}
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**base, **(env or {})})
     return Server(f"http://127.0.0.1:{port}", proc, log)
 
 

@@ -7,13 +7,18 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from parley import __version__
+from parley.cli_keys import keys_app
+
+if TYPE_CHECKING:
+    from parley.config import Settings
 
 app = typer.Typer(help="Parley: a self-hosted, OpenAI-compatible chat service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _version(value: bool) -> None:
@@ -41,6 +46,9 @@ def serve(
     threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in ~/.parley)")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis for rate limits shared by replicas")] = None,
+    insecure: Annotated[bool, typer.Option(help="serve a non-loopback address without API keys")] = False,
 ) -> None:
     """Serve the OpenAI-compatible API and the six-stage pipeline."""
     import uvicorn
@@ -51,11 +59,13 @@ def serve(
     if config is not None:
         os.environ["PARLEY_CONFIG"] = str(config)
     given = {"host": host, "port": port, "model": model, "model_name": model_name, "ctx": ctx,
-             "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level}  # fmt: skip
+             "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level,
+             "database_url": database_url, "redis_url": redis_url, "insecure": insecure or None}  # fmt: skip
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: model file not found: {settings.model}", err=True)
         raise typer.Exit(2)
+    _check_exposure(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"Parley {__version__} on http://{_url_host(settings.host)}:{settings.port} "
                f"(docs at /docs, slots={settings.slots}, ctx={settings.ctx})", err=True)  # fmt: skip
@@ -66,6 +76,33 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
     )
+
+
+def _check_exposure(settings: Settings) -> None:
+    """No keys: run open on loopback (loudly); refuse any other address unless --insecure."""
+    from parley.server.auth import is_loopback
+    from parley.store.db import Database
+    from parley.store.keys import KeyRepository
+
+    db = Database(settings.db_url())
+    try:
+        keys = KeyRepository(db).count()
+    finally:
+        db.close()
+    if keys:
+        return
+    if not is_loopback(settings.host) and not settings.insecure:
+        typer.echo(
+            f"error: refusing to serve {settings.host} with no API keys: anyone who can reach it could use it.\n"
+            "Create one first (parley keys create --name NAME --scopes chat,admin) or pass --insecure.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.secho(
+        "WARNING: no API keys exist, so this server is OPEN: every request is accepted without a key. "
+        "Create one with `parley keys create` to turn authentication on.",
+        fg=typer.colors.YELLOW, bold=True, err=True,
+    )  # fmt: skip
 
 
 def _url_host(host: str) -> str:

@@ -38,7 +38,19 @@ class Settings(BaseSettings):
     max_messages: int = Field(512, ge=1)
     request_timeout_s: float = Field(600.0, gt=0)
 
+    # Storage, security, scale-out.
+    data_dir: Path = Field(Path.home() / ".parley", description="where the embedded SQLite database lives")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    redis_url: str | None = Field(None, description="shared rate-limit buckets across replicas")
+    insecure: bool = Field(False, description="allow serving a non-loopback address with no API keys")
+    max_message_chars: int = Field(200_000, ge=1)
+
     log_level: str = "info"
+
+    def db_url(self) -> str:
+        from parley.store.db import default_url
+
+        return self.database_url or default_url(self.data_dir)
 
     @classmethod
     def settings_customise_sources(

@@ -36,6 +36,24 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class AuthenticationFailed(ParleyError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ParleyError):
+    status = 403
+    type = "invalid_request_error"
+    code = "insufficient_permissions"
+
+
+class RateLimited(ParleyError):
+    status = 429
+    type = "requests"  # OpenAI names the exhausted limit here: "requests" or "tokens"
+    code = "rate_limit_exceeded"
+
+
 class NotFound(ParleyError):
     status = 404
     type = "invalid_request_error"

@@ -19,9 +19,10 @@ STRUCTURED_PREAMBLE = "Structured input (JSON, rendered as an outline):\n"
 class InputStage:
     name = "input"
 
-    def __init__(self, find_engine: Callable[[str], Engine], *, max_messages: int) -> None:
+    def __init__(self, find_engine: Callable[[str], Engine], *, max_messages: int, max_message_chars: int) -> None:
         self.find_engine = find_engine
         self.max_messages = max_messages
+        self.max_message_chars = max_message_chars
 
     def run(self, turn: Turn) -> None:
         req = turn.request
@@ -49,6 +50,10 @@ class InputStage:
         structured = 0
         for i, msg in enumerate(req.messages):
             text, was_structured = message_text(msg, f"messages[{i}]")
+            if len(text) > self.max_message_chars:
+                raise InvalidRequest(
+                    f"messages[{i}] is longer than {self.max_message_chars} characters.", param=f"messages[{i}].content"
+                )
             structured += was_structured
             role = "system" if msg.role == "developer" else msg.role
             turn.messages.append(Message(role, text))

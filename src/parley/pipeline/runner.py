@@ -20,7 +20,9 @@ from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completi
 
 class Pipeline:
     def __init__(self, find_engine: Callable[[str], Engine], settings: Settings) -> None:
-        self.input = InputStage(find_engine, max_messages=settings.max_messages)
+        self.input = InputStage(
+            find_engine, max_messages=settings.max_messages, max_message_chars=settings.max_message_chars
+        )
         self.preprocess = PreprocessStage()
         self.model = ModelStage()
         self.output = OutputStage()

@@ -14,9 +14,13 @@ from parley.config import Settings
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
 from parley.pipeline.runner import Pipeline
+from parley.server.auth import AccessControl, RateLimitHeaders
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
-from parley.server.routes import openai, service
+from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
+from parley.server.routes import admin, openai, service
+from parley.store.db import Database
+from parley.store.keys import KeyRepository
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     registry = EngineRegistry()
     if engine is not None:
         registry.add(engine)
+    db = Database(settings.db_url())
+    buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +42,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             if loader is not None and not loader.done():
                 await loader
             registry.close()
+            await buckets.close()
+            db.close()
 
     app = FastAPI(
         title="Parley",
@@ -46,8 +54,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.pipeline = Pipeline(registry.find, settings)
+    app.state.access = AccessControl(KeyRepository(db), buckets)
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(openai.router)
     app.include_router(service.router)
+    app.include_router(admin.router)
     return app

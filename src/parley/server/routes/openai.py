@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from parley.engines.registry import EngineRegistry
@@ -19,9 +19,10 @@ from parley.protocol.openai import (
     ModelList,
     to_wire,
 )
+from parley.server.auth import Access, AccessControl
 from parley.server.sse import sse_response
 
-router = APIRouter(tags=["OpenAI-compatible"])
+router = APIRouter(tags=["OpenAI-compatible"], dependencies=[Depends(Access("chat"))])
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 413, 503)
@@ -35,10 +36,23 @@ def wants_trace(request: Request) -> bool:
 
 async def respond(request: Request, turn: Turn) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
+    gate: AccessControl = request.app.state.access
+    key = getattr(request.state, "api_key", None)
     run = await pipeline.start(turn)
+
+    async def charge() -> None:
+        await gate.charge_tokens(key, turn.usage.prompt_tokens + turn.usage.completion_tokens)
+
     if turn.request.stream:
-        return sse_response(run.chunks(), run.aclose)
-    return JSONResponse(to_wire(await run.response()))
+
+        async def finish() -> None:
+            await run.aclose()
+            await charge()
+
+        return sse_response(run.chunks(), finish)
+    body = to_wire(await run.response())
+    await charge()
+    return JSONResponse(body)
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -12,6 +12,7 @@ from parley.engines.registry import EngineRegistry
 from parley.errors import EngineUnavailable, InvalidRequest
 from parley.pipeline.input import message_text
 from parley.protocol.openai import ChatMessage
+from parley.server.auth import Access
 
 router = APIRouter(tags=["Service"])
 
@@ -32,7 +33,7 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(EngineUnavailable(f"Not ready: {reason}").envelope(), status_code=503)
 
 
-@router.get("/parley/status")
+@router.get("/parley/status", dependencies=[Depends(Access("admin"))])
 async def status(request: Request) -> dict[str, Any]:
     """Engine internals: slots busy and free, queue depth, prefix-cache and token counters."""
     registry: EngineRegistry = request.app.state.registry
@@ -45,7 +46,7 @@ class TokenizeRequest(BaseModel):
     messages: list[ChatMessage] | None = Field(None, min_length=1)
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", dependencies=[Depends(Access("chat"))])
 async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
     """Tokens as the model sees them (vLLM's endpoint): `messages` go through the chat template."""
     registry: EngineRegistry = request.app.state.registry
