@@ -1,0 +1,1 @@
+"""Guards: small scanners behind one interface; policies decide block, redact or flag."""

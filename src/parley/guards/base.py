@@ -1,0 +1,88 @@
+"""The Scanner seam, what scanners find, and how a policy turns findings into an action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Action(StrEnum):
+    FLAG = "flag"  # allowed, recorded in the trace
+    REDACT = "redact"  # the span is replaced by a typed placeholder
+    BLOCK = "block"  # input: 400 content_filter; output: the answer ends with finish_reason content_filter
+
+
+@dataclass(frozen=True)
+class Finding:
+    scanner: str
+    kind: str  # e.g. "email", "credit_card", "aws_access_key", "injection"
+    start: int = -1  # span in the scanned text; -1 when the finding is about the whole text
+    end: int = -1
+    score: float = 1.0
+    detail: str = ""
+
+    @property
+    def placeholder(self) -> str:
+        return f"[{self.kind.upper()}]"
+
+
+class Scanner(Protocol):
+    name: str
+
+    def scan(self, text: str) -> list[Finding]: ...
+
+
+@dataclass
+class Policy:
+    """What to do with each scanner's findings. Scanners not named are not run."""
+
+    actions: dict[str, Action] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str, base: Policy | None = None) -> Policy:
+        """'injection=block,pii=redact,secrets=flag' on top of `base`."""
+        actions = dict(base.actions) if base else {}
+        for item in filter(None, (p.strip() for p in text.split(","))):
+            name, _, action = item.partition("=")
+            if action == "off":
+                actions.pop(name.strip(), None)
+            else:
+                actions[name.strip()] = Action(action.strip())
+        return cls(actions)
+
+
+@dataclass
+class GuardResult:
+    text: str
+    action: Action | None  # the strongest action taken, None when nothing was found
+    findings: list[Finding]
+
+    def summary(self) -> list[dict[str, object]]:
+        return [{"scanner": f.scanner, "kind": f.kind, "score": round(f.score, 3)} for f in self.findings]
+
+
+STRENGTH = {None: 0, Action.FLAG: 1, Action.REDACT: 2, Action.BLOCK: 3}
+
+
+def apply_policy(text: str, findings: list[Finding], policy: Policy) -> GuardResult:
+    """Redact the spans whose scanner says redact (whole-text findings cannot be redacted: they block)."""
+    strongest: Action | None = None
+    spans = []
+    for f in findings:
+        action = policy.actions.get(f.scanner, Action.FLAG)
+        if action is Action.REDACT and f.start < 0:
+            action = Action.BLOCK
+        if STRENGTH[action] > STRENGTH[strongest]:
+            strongest = action
+        if action is Action.REDACT:
+            spans.append(f)
+    out, last = [], 0
+    for f in sorted(spans, key=lambda f: (f.start, -f.end)):
+        if f.start < last:
+            continue  # overlaps a span already redacted
+        out.append(text[last : f.start])
+        out.append(f.placeholder)
+        last = f.end
+    out.append(text[last:])
+    return GuardResult("".join(out), strongest, findings)

@@ -1,0 +1,108 @@
+"""Prompt injection and jailbreaks: deobfuscate, then rules, then a classifier on sentence embeddings.
+
+The classifier is a logistic regression over all-MiniLM-L6-v2 embeddings, trained by
+`python -m parley.guards.train` on the project's corpus (data/injection_corpus.jsonl); its weights
+(data/injection_classifier.json, 385 numbers and a threshold) ship with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from parley.guards.base import Finding
+from parley.guards.deobfuscate import variants
+from parley.guards.embeddings import Embedder
+
+WEIGHTS = Path(__file__).parent / "data" / "injection_classifier.json"
+
+_OBJ = (
+    r"(?:all |any |the |your |my |every |)(?:previous|prior|above|earlier|preceding|original|initial|system|old)?\s*"
+    r"(?:instructions?|rules|directions|guidelines|prompts?|context|orders|programming|constraints)"
+)
+# fmt: off
+RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("ignore_instructions", re.compile(r"\b(?:ignore|disregard|forget|override|skip|drop|discard|abandon|bypass)"
+                                       rf"\s+(?:all\s+|everything\s+|what\s+)?{_OBJ}", re.I)),
+    ("forget_everything", re.compile(r"\b(?:forget|ignore|disregard|override|abandon|discard|drop|skip)\s+"
+                                     r"(?:everything|all|anything)\s+(?:you were|you've been|you have been|above|"
+                                     r"before|prior|previous)", re.I)),
+    ("new_instructions", re.compile(r"\b(?:new|updated|real|actual|true) "
+                                    r"(?:instructions?|task|orders|priority)\s*[:,]|\byour real instructions\b", re.I)),
+    ("prompt_leak", re.compile(r"\b(?:print|reveal|show|repeat|output|dump|tell me|quote|display|leak)\b.{0,40}"
+                               r"\b(?:system (?:prompt|message)|initial (?:prompt|instructions)|hidden "
+                               r"(?:instructions|system|message|prompt)|your (?:prompt|instructions)|everything "
+                               r"above|the text above|first \d+ words)", re.I)),
+    ("before_conversation", re.compile(r"\btold before (?:this|the) conversation\b", re.I)),
+    ("persona_unrestricted", re.compile(r"\b(?:no|without|free of|zero) (?:restrictions|filters|rules|limits|"
+                                        r"censorship|guidelines|content polic(?:y|ies))\b", re.I)),
+    ("jailbreak_persona", re.compile(r"\b(?:DAN|do anything now|jailbr(?:eak|oken) (?:mode|ai|assistant)|"
+                                     r"you are jailbroken|god mode|unfiltered ai|evilbot|mongo tom)\b|"
+                                     r"\b(?:enable|activate|enter) developer mode\b.{0,60}\b(?:ignore|no |without)",
+                                     re.I)),
+    ("system_override", re.compile(r"\b(?:system override|admin override|sudo mode|you are no longer bound|"
+                                   r"breaks? every rule|ignore all content polic)", re.I)),
+    ("fake_turn", re.compile(r"<\|im_start\|>|<\|system\|>|\[/?INST\]|###\s*(?:system|instruction)|"
+                             r"</document>\s*(?:human|user|system)\s*:|\[SYSTEM\]\s*:", re.I | re.M)),
+    ("note_to_ai", re.compile(r"\b(?:note|message|instruction)s? (?:to|for) (?:the )?(?:ai|assistant|language model|"
+                              r"llm|chatbot)\b|\b(?:ai|assistant) (?:reading this|assistant)\s*:", re.I)),
+    ("encoded_payload", re.compile(r"\b(?:decode|run|execute|follow|obey)\b.{0,30}\b(?:base64|hex|rot13|"
+                                   r"encoded|cipher)\b.{0,30}\b(?:follow|obey|execute|run|instruction)", re.I)),
+    ("deceased_relative", re.compile(r"\b(?:deceased|late|dead)\b.{0,40}\bused to (?:tell|teach|read|show) me\b",
+                                     re.I)),
+    ("fiction_bypass", re.compile(r"\b(?:world|story|universe) where (?:ai|assistants?|models?) (?:has|have) no "
+                                  r"(?:rules|limits|restrictions)", re.I)),
+]
+# fmt: on
+
+
+class InjectionClassifier:
+    def __init__(self, embedder: Embedder, path: Path = WEIGHTS) -> None:
+        data = json.loads(path.read_text())
+        self.embedder = embedder
+        self.w = np.asarray(data["weights"], dtype=np.float32)
+        self.b = float(data["bias"])
+        self.threshold = float(data["threshold"])
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        z = self.embedder.encode(texts) @ self.w + self.b
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def chunks(text: str, size: int = 600) -> list[str]:
+    """Long pasted documents are classified in pieces, so an instruction buried in one is not averaged away."""
+    if len(text) <= size:
+        return [text]
+    parts = re.split(r"(?<=[.!?\n])\s+", text)
+    out, cur = [], ""
+    for part in parts:
+        if cur and len(cur) + len(part) > size:
+            out.append(cur)
+            cur = ""
+        cur = f"{cur} {part}".strip()
+    return [*out, cur] if cur else out
+
+
+class InjectionScanner:
+    name = "injection"
+
+    def __init__(self, classifier: InjectionClassifier | None) -> None:
+        self.classifier = classifier
+
+    def scan(self, text: str) -> list[Finding]:
+        readings = variants(text)
+        for reading in readings:
+            for rule, pattern in RULES:
+                if pattern.search(reading):
+                    return [Finding(self.name, "injection", score=1.0, detail=f"rule:{rule}")]
+        if self.classifier is None:
+            return []
+        pieces = [piece for reading in readings for piece in chunks(reading)]
+        probs = self.classifier.probabilities(pieces)
+        best = float(probs.max())
+        if best >= self.classifier.threshold:
+            return [Finding(self.name, "injection", score=best, detail="classifier")]
+        return []

@@ -1,0 +1,33 @@
+"""The input guard: every scanner over the user's text, its policy applied, a verdict for the trace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from parley.guards.base import Action, Finding, GuardResult, Policy, Scanner, apply_policy
+from parley.guards.injection import InjectionClassifier, InjectionScanner
+from parley.guards.pii import PIIScanner
+from parley.guards.secrets import SecretScanner
+
+DEFAULT_INPUT_POLICY = Policy({"injection": Action.BLOCK, "secrets": Action.REDACT, "pii": Action.REDACT})
+
+
+@dataclass
+class InputGuard:
+    scanners: list[Scanner]
+    policy: Policy = field(default_factory=lambda: DEFAULT_INPUT_POLICY)
+
+    @classmethod
+    def default(cls, policy: Policy | None = None, *, classifier: bool = True) -> InputGuard:
+        from parley.guards.embeddings import shared_embedder
+
+        clf = InjectionClassifier(shared_embedder()) if classifier else None
+        return cls([InjectionScanner(clf), PIIScanner(), SecretScanner()], policy or DEFAULT_INPUT_POLICY)
+
+    def scan_text(self, text: str, policy: Policy | None = None) -> list[Finding]:
+        active = (policy or self.policy).actions
+        return [f for s in self.scanners if s.name in active for f in s.scan(text)]
+
+    def check(self, text: str, policy: Policy | None = None) -> GuardResult:
+        policy = policy or self.policy
+        return apply_policy(text, self.scan_text(text, policy), policy)
