@@ -40,6 +40,7 @@ def create(
     rpm: Annotated[int | None, typer.Option(help="requests per minute", min=1)] = None,
     tpm: Annotated[int | None, typer.Option(help="tokens per minute", min=1)] = None,
     expires: Annotated[str | None, typer.Option(help="expiry date, ISO 8601")] = None,
+    policy: Annotated[str | None, typer.Option(help="guard policy overrides, e.g. 'pii=flag,injection=block'")] = None,
     database_url: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -47,7 +48,7 @@ def create(
     repo = _repo(database_url)
     try:
         record, key = repo.create(name, [s.strip() for s in scopes.split(",") if s.strip()], rpm=rpm, tpm=tpm,
-                                  expires_at=_expiry(expires))  # fmt: skip
+                                  expires_at=_expiry(expires), policy=policy)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="shared rate-limit buckets across replicas")
     insecure: bool = Field(False, description="allow serving a non-loopback address with no API keys")
     max_message_chars: int = Field(200_000, ge=1)
+    guards: bool = Field(True, description="input and output guards (docs/security.md)")
+    guard_policy: str = Field("", description="overrides of the default guard policy, e.g. 'pii=flag'")
 
     log_level: str = "info"
 

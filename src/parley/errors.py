@@ -36,6 +36,12 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class ContentFiltered(InvalidRequest):
+    """A prompt the input guard blocked (Azure OpenAI's convention: 400 with code content_filter)."""
+
+    code = "content_filter"
+
+
 class AuthenticationFailed(ParleyError):
     status = 401
     type = "invalid_request_error"

@@ -90,7 +90,7 @@ def test_stop_sequence_in_stream(client):
 
 
 def test_usage_equals_the_models_own_tokenizer(client, reference_llama):
-    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Define entropy."}]
+    messages = [{"role": "user", "content": "Define entropy in one sentence."}]
     resp = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=24)
     template = reference_llama.metadata["tokenizer.chat_template"]
     prompt = Jinja2ChatFormatter(template, "<|im_end|>", "<|im_start|>")(messages=messages).prompt

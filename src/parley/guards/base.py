@@ -40,15 +40,26 @@ class Policy:
     actions: dict[str, Action] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str, base: Policy | None = None) -> Policy:
-        """'injection=block,pii=redact,secrets=flag' on top of `base`."""
+    def parse(cls, text: str, base: Policy | None = None, side: str | None = None) -> Policy:
+        """'injection=block,pii=redact,output:secrets=flag,leak=off' on top of `base`.
+
+        A name may carry a side (`input:` or `output:`); without one it applies to both sides.
+        """
         actions = dict(base.actions) if base else {}
         for item in filter(None, (p.strip() for p in text.split(","))):
-            name, _, action = item.partition("=")
+            name, sep, action = item.partition("=")
+            where, _, name = name.strip().rpartition(":")
+            action = action.strip()
+            if not sep or not name or where not in ("", "input", "output"):
+                raise ValueError(f"bad policy item {item!r}: use name=block|redact|flag|off")
+            if action not in ("off", *(a.value for a in Action)):
+                raise ValueError(f"bad action {action!r} in {item!r}: use block, redact, flag or off")
+            if side is not None and where and where != side:
+                continue
             if action == "off":
-                actions.pop(name.strip(), None)
+                actions.pop(name, None)
             else:
-                actions[name.strip()] = Action(action.strip())
+                actions[name] = Action(action)
         return cls(actions)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from parley.guards.output_guard import OutputGuard
 from parley.pipeline.cleanup import (
     FenceCloser,
     LeakedTokenStripper,
@@ -22,14 +23,17 @@ def filters_for(turn: Turn) -> list[TextFilter]:
     """JSON answers are shaped by the grammar, so only leaked tokens are stripped; raw completions are
     continuations, so they are not trimmed to sentences or given closing fences."""
     strip = LeakedTokenStripper(turn.engine_required.special_token_texts())
+    guard: list[TextFilter] = []
+    if turn.guards is not None:  # security filters apply in every mode
+        guard = [turn.guards.output_filter(turn.key_policy, turn.canary, turn.system_prompt)]
     if turn.grammar is not None:
-        return [strip]
-    if turn.request.ignore_eos:  # benchmarks ask for exactly max_tokens: nothing may end the answer early
+        return [strip, *guard]
+    if turn.request.ignore_eos:  # benchmarks ask for exactly max_tokens: only security may end the answer
         strip.ends = set()
-        return [strip]
+        return [strip, *guard]
     if turn.kind == "completion":
-        return [strip, RepetitionCutter()]
-    return [strip, RepetitionCutter(), TruncationTrimmer(), FenceCloser()]
+        return [strip, *guard, RepetitionCutter()]
+    return [strip, *guard, RepetitionCutter(), TruncationTrimmer(), FenceCloser()]
 
 
 class PostprocessStage:
@@ -57,7 +61,7 @@ class PostprocessStage:
             if aclose is not None:
                 await aclose()
         if stopped_by:
-            reason = "stop"
+            reason = "content_filter" if stopped_by == OutputGuard.name else "stop"
         flush_reason = "loop" if stopped_by == RepetitionCutter.name else (reason or "stop")
         tail = ""
         for f in filters:

@@ -8,7 +8,9 @@ import json
 from jsonschema import Draft202012Validator, SchemaError
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
-from parley.errors import ContextLengthExceeded, InvalidRequest
+from parley.errors import ContentFiltered, ContextLengthExceeded, InvalidRequest
+from parley.guards.base import Action
+from parley.guards.output_guard import canary_instruction
 from parley.pipeline.normalize import NormalizeReport, normalize_text
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest
@@ -30,6 +32,7 @@ class PreprocessStage:
                 if clean != msg.content:
                     report.changed_messages.append(i)
                 msg.content = clean
+            self._guard_input(turn)
             self._response_format(turn)
             turn.prompt = engine.apply_chat_template([m.__dict__ for m in turn.messages])
             turn.prompt_tokens = engine.tokenize(turn.prompt)
@@ -57,6 +60,35 @@ class PreprocessStage:
             response_format=turn.response_format,
             normalized={k: v for k, v in report.__dict__.items() if v},
         )
+
+    def _guard_input(self, turn: Turn) -> None:
+        """Scan what users and tools wrote (the operator's system prompt is trusted), apply the policy, and
+        plant a canary in the operator's system prompt so the output guard can see it leak."""
+        guards = turn.guards
+        if guards is None:
+            return
+        policy = guards.input_policy(turn.key_policy)
+        verdicts = []
+        for i, msg in enumerate(turn.messages):
+            if msg.role not in ("user", "tool"):
+                continue
+            result = guards.input.check(msg.content, policy)
+            if result.findings:
+                verdicts.append({"message": i, "action": result.action, "findings": result.summary()})
+            if result.action is Action.BLOCK:
+                turn.note(self.name, input_guard=verdicts)
+                kinds = sorted({f.kind for f in result.findings if policy.actions.get(f.scanner) is Action.BLOCK})
+                raise ContentFiltered(
+                    f"The prompt was blocked by the input guard ({', '.join(kinds) or 'policy'}).",
+                    param=f"messages[{i}].content",
+                )
+            msg.content = result.text
+        turn.note(self.name, input_guard=verdicts)
+        system = next((m for m in turn.messages if m.role == "system"), None)
+        if system is not None and "leak" in guards.output_policy(turn.key_policy).actions:
+            turn.system_prompt = system.content
+            turn.canary = guards.canary_for(system.content)
+            system.content += canary_instruction(turn.canary)
 
     def _response_format(self, turn: Turn) -> None:
         req = turn.request

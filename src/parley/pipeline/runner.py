@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
 from parley.config import Settings
 from parley.engines.base import Engine
+from parley.guards.service import Guards
 from parley.pipeline.final import FinalStage
 from parley.pipeline.input import InputStage
 from parley.pipeline.model import ModelStage, ModelStream
@@ -19,7 +21,13 @@ from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completi
 
 
 class Pipeline:
-    def __init__(self, find_engine: Callable[[str], Engine], settings: Settings) -> None:
+    def __init__(
+        self,
+        find_engine: Callable[[str], Engine],
+        settings: Settings,
+        find_guards: Callable[[], Guards | None] = lambda: None,
+    ) -> None:
+        self.find_guards = find_guards
         self.input = InputStage(
             find_engine, max_messages=settings.max_messages, max_message_chars=settings.max_message_chars
         )
@@ -31,13 +39,17 @@ class Pipeline:
 
     async def start(self, turn: Turn) -> Run:
         """Run the stages up to admission. Bad input and a full engine raise here, before any response."""
-        run_timed(self.input, turn)
-        run_timed(self.preprocess, turn)
+        turn.guards = self.find_guards()
+        await asyncio.to_thread(self._prepare, turn)  # scanning and tokenising stay off the event loop
         model_clock = StageClock(self.model.name)
         start = time.perf_counter()
         stream = await self.model.open(turn)
         model_clock.inclusive += time.perf_counter() - start
         return Run(self, turn, stream, model_clock)
+
+    def _prepare(self, turn: Turn) -> None:
+        run_timed(self.input, turn)
+        run_timed(self.preprocess, turn)
 
 
 class Run:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from parley.engines.base import Engine, SamplingParams
 from parley.protocol.openai import ChatCompletionRequest, CompletionRequest, TraceEntry
+
+if TYPE_CHECKING:
+    from parley.guards.service import Guards
 
 
 @dataclass
@@ -41,6 +44,9 @@ class Turn:
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
 
+    # set by the server: the caller's guard policy overrides, the server's guards
+    key_policy: str | None = None
+    guards: Guards | None = None
     # input
     engine: Engine | None = None
     model: str = ""
@@ -52,6 +58,8 @@ class Turn:
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
+    system_prompt: str | None = None  # the operator's, before the canary was planted
+    canary: str | None = None
     # model
     params: SamplingParams | None = None
     # output

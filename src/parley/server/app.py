@@ -13,6 +13,7 @@ from parley import __version__
 from parley.config import Settings
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
+from parley.guards.service import GuardsHolder
 from parley.pipeline.runner import Pipeline
 from parley.server.auth import AccessControl, RateLimitHeaders
 from parley.server.errors import install_error_handlers
@@ -31,16 +32,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     if engine is not None:
         registry.add(engine)
     db = Database(settings.db_url())
+    guards = GuardsHolder(settings.guards, settings.guard_policy)
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = None if engine is not None else asyncio.create_task(registry.load(settings))
+        guard_loader = asyncio.create_task(guards.load())
         try:
             yield
         finally:
-            if loader is not None and not loader.done():
-                await loader
+            for task in (loader, guard_loader):
+                if task is not None and not task.done():
+                    await task
             registry.close()
             await buckets.close()
             db.close()
@@ -53,7 +57,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.pipeline = Pipeline(registry.find, settings)
+    app.state.guards = guards
+    app.state.pipeline = Pipeline(registry.find, settings, guards.get)
     app.state.access = AccessControl(KeyRepository(db), buckets)
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)

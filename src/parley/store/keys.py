@@ -33,6 +33,7 @@ class ApiKey:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    policy: str | None = None  # guard policy overrides, e.g. "pii=flag,output:secrets=block"
 
     @property
     def status(self) -> str:
@@ -49,6 +50,7 @@ class ApiKey:
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "policy": self.policy,
         }  # fmt: skip
 
 
@@ -61,7 +63,7 @@ def _record(row: ApiKeyRow) -> ApiKey:
         id=row.id, name=row.name, prefix=row.prefix, scopes=frozenset(filter(None, row.scopes.split(","))),
         rpm=row.rpm, tpm=row.tpm, created_at=_aware(row.created_at),
         expires_at=_aware(row.expires_at) if row.expires_at else None,
-        revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
+        revoked_at=_aware(row.revoked_at) if row.revoked_at else None, policy=row.policy,
     )  # fmt: skip
 
 
@@ -77,15 +79,20 @@ class KeyRepository:
         rpm: int | None = None,
         tpm: int | None = None,
         expires_at: datetime | None = None,
+        policy: str | None = None,
     ) -> tuple[ApiKey, str]:
         unknown = set(scopes) - set(SCOPES)
         if unknown or not scopes:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+        if policy:
+            from parley.guards.base import Policy
+
+            Policy.parse(policy)  # raises ValueError on a bad policy
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id=uuid.uuid4().hex[:12], name=name, prefix=key[:8], key_hash=hash_key(key),
             scopes=",".join(sorted(set(scopes))), rpm=rpm, tpm=tpm, created_at=datetime.now(UTC),
-            expires_at=expires_at, revoked_at=None,
+            expires_at=expires_at, revoked_at=None, policy=policy or None,
         )  # fmt: skip
         with self.db.session.begin() as s:
             s.add(row)

@@ -23,6 +23,7 @@ class KeyCreate(BaseModel):
     rpm: int | None = Field(None, ge=1, description="requests per minute")
     tpm: int | None = Field(None, ge=1, description="tokens per minute")
     expires_at: datetime | None = None
+    policy: str | None = Field(None, max_length=500, description="guard policy overrides, e.g. 'pii=flag'")
 
 
 def _gate(request: Request) -> AccessControl:
@@ -38,9 +39,13 @@ async def create_key(body: KeyCreate, request: Request) -> JSONResponse:
     """Create a key. The key itself is in this response only; the server keeps its hash."""
     if body.expires_at is not None and body.expires_at.tzinfo is None:
         raise InvalidRequest("expires_at needs a timezone (e.g. 2027-01-01T00:00:00Z).", param="expires_at")
-    record, key = await asyncio.to_thread(
-        _repo(request).create, body.name, list(body.scopes), rpm=body.rpm, tpm=body.tpm, expires_at=body.expires_at
-    )
+    try:
+        record, key = await asyncio.to_thread(
+            _repo(request).create, body.name, list(body.scopes), rpm=body.rpm, tpm=body.tpm,
+            expires_at=body.expires_at, policy=body.policy,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="policy") from exc
     _gate(request).forget()
     return JSONResponse({"key": key, **record.public()}, status_code=201)
 

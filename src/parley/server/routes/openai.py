@@ -38,6 +38,7 @@ async def respond(request: Request, turn: Turn) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
     gate: AccessControl = request.app.state.access
     key = getattr(request.state, "api_key", None)
+    turn.key_policy = key.policy if key is not None else None
     run = await pipeline.start(turn)
 
     async def charge() -> None:

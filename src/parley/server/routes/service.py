@@ -27,9 +27,10 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 once the model is loaded, 503 before (or if loading failed)."""
     registry: EngineRegistry = request.app.state.registry
-    if registry.ready:
-        return JSONResponse({"status": "ready", "models": list(registry.engines)})
-    reason = registry.error or "loading"
+    guards = request.app.state.guards
+    if registry.ready and guards.ready:
+        return JSONResponse({"status": "ready", "models": list(registry.engines), "guards": guards.enabled})
+    reason = registry.error or guards.error or ("loading the model" if not registry.ready else "loading the guards")
     return JSONResponse(EngineUnavailable(f"Not ready: {reason}").envelope(), status_code=503)
 
 

@@ -1,0 +1,78 @@
+"""The guards a server runs: loaded once (the embedding model takes seconds), shared by every request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from parley.guards.base import Policy
+from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
+from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
+from parley.guards.pii import PIIScanner
+from parley.guards.secrets import SecretScanner
+
+
+class Guards:
+    def __init__(self, policy: str = "", *, classifier: bool = True) -> None:
+        self.input_base = Policy.parse(policy, DEFAULT_INPUT_POLICY, side="input")
+        self.output_base = Policy.parse(policy, DEFAULT_OUTPUT_POLICY, side="output")
+        self.input = InputGuard.default(self.input_base, classifier=classifier)
+        from profanity_check import predict_prob
+
+        self._predict = predict_prob
+        self._salt = secrets.token_bytes(16)
+
+    def input_policy(self, key_policy: str | None) -> Policy:
+        return Policy.parse(key_policy, self.input_base, side="input") if key_policy else self.input_base
+
+    def output_policy(self, key_policy: str | None) -> Policy:
+        return Policy.parse(key_policy, self.output_base, side="output") if key_policy else self.output_base
+
+    def canary_for(self, system_prompt: str) -> str:
+        """Stable for a given system prompt (so the prompt prefix stays cacheable), unguessable without the
+        process's salt."""
+        return "pc-" + hashlib.sha256(self._salt + system_prompt.encode()).hexdigest()[:12]
+
+    def offensive_scores(self, texts: list[str]) -> list[float]:
+        return [float(p) for p in self._predict(texts)]
+
+    def output_filter(self, key_policy: str | None, canary: str | None, system_prompt: str | None) -> OutputGuard:
+        return OutputGuard(
+            self.output_policy(key_policy), [PIIScanner(), SecretScanner()], canary=canary,
+            system_prompt=system_prompt, offensive=self.offensive_scores,
+        )  # fmt: skip
+
+
+class GuardsHolder:
+    """Loads the guards off the event loop at start-up; until then requests get 503 (the server not ready)."""
+
+    def __init__(self, enabled: bool, policy: str) -> None:
+        self.enabled, self.policy = enabled, policy
+        self.guards: Guards | None = None
+        self.error: str | None = None
+
+    async def load(self) -> None:
+        import asyncio
+        import logging
+
+        if not self.enabled:
+            return
+        try:
+            self.guards = await asyncio.to_thread(Guards, self.policy)
+        except Exception as exc:  # a broken guard install must say why, not crash-loop
+            logging.getLogger(__name__).exception("guards failed to load")
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    @property
+    def ready(self) -> bool:
+        return not self.enabled or self.guards is not None
+
+    def get(self) -> Guards | None:
+        if not self.enabled:
+            return None
+        if self.guards is None:
+            from parley.errors import EngineUnavailable
+
+            why = f"the guards failed to load: {self.error}" if self.error else "the guards are still loading"
+            raise EngineUnavailable(f"Not ready: {why}.", headers={"Retry-After": "2"})
+        return self.guards
