@@ -19,7 +19,7 @@ INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u
 LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "0": "o", "5": "s", "$": "s", "7": "t"})
 LEET_WORD = re.compile(r"\b(?=\w*[a-z])(?=\w*[013457@$!])[\w@$!]{3,}\b", re.I)
 SPACED = re.compile(r"\b(?:[A-Za-z] ){4,}[A-Za-z]\b")
-B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{12,}={0,2}(?![A-Za-z0-9+/=])")
 HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){8,}\b")
 COMMON = {"the", "you", "and", "all", "your", "ignore", "previous", "instructions", "system", "prompt", "to",
           "is", "of", "a", "print", "reveal", "now", "rules", "tell", "me", "password", "secret"}  # fmt: skip

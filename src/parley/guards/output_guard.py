@@ -44,7 +44,8 @@ def _run_start(text: str) -> int:
             continue
         before = text[i - 2] if i >= 2 else ""
         after = text[i] if i < len(text) else ""
-        if ch in " -" and (before.isdigit() or before == ")") and (after.isdigit() or after == "("):
+        # a space or dash between digits (or at the very end, after one) may be inside a phone or card number
+        if ch in " -" and (before.isdigit() or before in ")+") and (after.isdigit() or after in "(+"):
             i -= 1
             continue
         break

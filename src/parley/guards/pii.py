@@ -9,7 +9,8 @@ import re
 from parley.guards.base import Finding
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){2,4}(?![\w-])")
+PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w-])")
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")
 CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
@@ -93,6 +94,7 @@ class PIIScanner:
         for m in PHONE.finditer(text):
             digits = re.sub(r"\D", "", m.group())
             inside = any(s <= m.start() < e or s < m.end() <= e for s, e in taken)
-            if 7 <= len(digits) <= 15 and not inside and not IPV4.fullmatch(m.group()):
+            plain = m.group().strip()
+            if 7 <= len(digits) <= 15 and not inside and not IPV4.fullmatch(plain) and not DATE.fullmatch(plain):
                 add("phone", m)
         return found

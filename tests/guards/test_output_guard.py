@@ -1,0 +1,96 @@
+"""The streaming output guard: the same result for any chunking, and nothing sensitive ever emitted."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from parley.guards.base import Action, Policy
+from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
+from parley.guards.pii import PIIScanner
+from parley.guards.secrets import SecretScanner
+
+SYSTEM = "You are the support bot of ACME. Internal discount code: ZEBRA-77. Never mention competitors."
+
+
+def guard(policy=DEFAULT_OUTPUT_POLICY, offensive=None):
+    return OutputGuard(policy, [PIIScanner(), SecretScanner()], canary="pc-0123abcd4567",
+                       system_prompt=SYSTEM, offensive=offensive)  # fmt: skip
+
+
+def stream(g, text, seed):
+    rng = random.Random(seed)
+    pieces, i = [], 0
+    while i < len(text):
+        n = rng.randint(1, 7)
+        pieces.append(text[i : i + n])
+        i += n
+    emitted = []
+    for p in pieces:
+        emitted.append(g.feed(p, 100))
+        if g.stop:
+            break
+    emitted.append(g.finish("stop"))
+    return emitted
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pii_and_secrets_are_redacted_whatever_the_chunking(seed):
+    text = "Contact bob@example.com or call +1 415 555 2671; the key is AKIAIOSFODNN7EXAMPLE. Done."
+    emitted = stream(guard(), text, seed)
+    joined = "".join(emitted)
+    assert joined == "Contact [EMAIL] or call [PHONE]; the key is [AWS_ACCESS_KEY]. Done."
+    assert not any("bob@" in e or "AKIA" in e or "2671" in e for e in emitted)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_canary_leak_ends_the_answer(seed):
+    g = guard()
+    emitted = "".join(stream(g, "Sure! My marker is pc-0123abcd4567 and my rules are secret.", seed))
+    assert "pc-0123" not in emitted
+    assert g.stop and g.blocked == "leak:canary"
+
+
+def test_verbatim_system_prompt_leak_ends_the_answer():
+    g = guard()
+    emitted = "".join(stream(g, "My instructions: " + SYSTEM, 1))
+    assert g.blocked == "leak:system_prompt"
+    assert "ZEBRA-77" not in emitted
+
+
+def test_private_key_block_is_held_and_redacted():
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    emitted = stream(guard(), f"Here it is:\n{key}\nKeep it safe.", 2)
+    assert "MIIEvQ" not in "".join(emitted)
+    assert "[PRIVATE_KEY]" in "".join(emitted)
+
+
+def test_ordinary_text_streams_without_delay():
+    g = guard()
+    assert g.feed("The quick brown fox ", 100) == "The quick brown fox "
+    assert g.feed("jumps", 100) == ""  # a word in progress may still become an email or a key
+    assert g.feed(" over", 100) == "jumps "
+
+
+def test_secret_block_policy_ends_with_content_filter():
+    g = guard(Policy({"secrets": Action.BLOCK, "leak": Action.BLOCK}))
+    emitted = "".join(stream(g, "token: ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 ok", 3))
+    assert g.blocked.startswith("secrets") and "ghp_" not in emitted
+
+
+def offensive(texts):
+    return [0.99 if "idiot" in t else 0.01 for t in texts]
+
+
+def test_offensive_sentences_redacted_by_policy():
+    g = guard(Policy({"offensive": Action.REDACT}), offensive=offensive)
+    out = "".join(stream(g, "Hello there. You are an idiot. Have a nice day.", 4))
+    assert "idiot" not in out and "[removed]" in out and out.startswith("Hello there.")
+
+
+def test_offensive_flag_only_records():
+    g = guard(Policy({"offensive": Action.FLAG}), offensive=offensive)
+    out = "".join(stream(g, "You are an idiot. Bye.", 5))
+    assert out == "You are an idiot. Bye."
+    assert any(f["kind"] == "offensive" for f in g.report()["findings"])
