@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(200_000, ge=1)
     guards: bool = Field(True, description="input and output guards (docs/security.md)")
     guard_policy: str = Field("", description="overrides of the default guard policy, e.g. 'pii=flag'")
+    topic: str | None = Field(None, description="what this deployment is for; off-topic questions are refused")
+    topic_threshold: float = Field(0.2, ge=-1, le=1, description="least cosine similarity to the topic")
 
     log_level: str = "info"
 

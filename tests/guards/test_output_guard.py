@@ -94,3 +94,21 @@ def test_offensive_flag_only_records():
     out = "".join(stream(g, "You are an idiot. Bye.", 5))
     assert out == "You are an idiot. Bye."
     assert any(f["kind"] == "offensive" for f in g.report()["findings"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_html_is_sanitized_outside_code_and_streams_the_same_for_any_chunking(seed):
+    from parley.guards.html import HtmlSanitizer
+
+    text = ('Hi <img src=x onerror=alert(1)> <b>bold</b> <a href="javascript:evil()">x</a> [y](javascript:z()) '
+            "`<i>` ok\n```html\n<script>kept()</script>\n```\nafter <u onclick=z>u</u> end.")  # fmt: skip
+    rng = random.Random(seed)
+    h, out, i = HtmlSanitizer(), [], 0
+    while i < len(text):
+        n = rng.randint(1, 6)
+        out.append(h.feed(text[i : i + n], 100))
+        i += n
+    out.append(h.finish("stop"))
+    result = "".join(out)
+    assert result == ('Hi  <b>bold</b> <a rel="noopener noreferrer">x</a> [y](#z()) `<i>` ok\n```html\n'
+                      "<script>kept()</script>\n```\nafter u end.")  # fmt: skip

@@ -102,3 +102,28 @@ def test_guard_verdicts_are_in_the_trace(client):
 
 def test_ready_reports_guards(http):
     assert httpx.get(str(http.base_url) + "/ready").json()["guards"] is True
+
+
+@pytest.fixture(scope="module")
+def topical(tmp_path_factory):
+    from tests.conftest import start_server, stop_server
+
+    srv = start_server(tmp_path_factory.mktemp("topic"), "--slots", "1", "--ctx", "1024",
+                       env={"PARLEY_TOPIC": "IT support for home network routers and Wi-Fi"})  # fmt: skip
+    yield srv
+    stop_server(srv)
+
+
+def test_off_topic_question_gets_a_polite_refusal_without_the_model(topical):
+    c = openai.OpenAI(base_url=topical.url + "/v1", api_key="x", max_retries=0)
+    resp = c.chat.completions.create(
+        model=MODEL, extra_headers={"X-Parley-Trace": "1"},
+        messages=[{"role": "user", "content": "What is a good recipe for lasagna?"}],
+    )  # fmt: skip
+    assert resp.choices[0].message.content.startswith("I'm sorry, but I can only help with questions about IT support")
+    trace = resp.model_extra["parley_trace"]
+    assert trace[1]["detail"]["off_topic"]["similarity"] < 0.2
+    assert trace[2]["detail"]["skipped"] == "refusal"
+    question = "My Wi-Fi router keeps dropping the connection."
+    on_topic = c.chat.completions.create(model=MODEL, max_tokens=12, messages=[{"role": "user", "content": question}])
+    assert not on_topic.choices[0].message.content.startswith("I'm sorry, but I can only help")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parley.guards.base import Action, Finding, GuardResult, Policy, Scanner, apply_policy
+from parley.guards.embeddings import Embedder
 from parley.guards.injection import InjectionClassifier, InjectionScanner
 from parley.guards.pii import PIIScanner
 from parley.guards.secrets import SecretScanner
@@ -23,6 +24,11 @@ class InputGuard:
 
         clf = InjectionClassifier(shared_embedder()) if classifier else None
         return cls([InjectionScanner(clf), PIIScanner(), SecretScanner()], policy or DEFAULT_INPUT_POLICY)
+
+    def embedder(self) -> Embedder:
+        from parley.guards.embeddings import shared_embedder
+
+        return shared_embedder()
 
     def scan_text(self, text: str, policy: Policy | None = None) -> list[Finding]:
         active = (policy or self.policy).actions

@@ -18,8 +18,10 @@ from typing import Any
 
 from parley.guards.base import Action, Finding, Policy, Scanner, apply_policy
 
-DEFAULT_OUTPUT_POLICY = Policy({"pii": Action.REDACT, "secrets": Action.REDACT, "leak": Action.BLOCK,
-                                "offensive": Action.FLAG})  # fmt: skip
+DEFAULT_OUTPUT_POLICY = Policy({
+    "pii": Action.REDACT, "secrets": Action.REDACT, "leak": Action.BLOCK, "offensive": Action.FLAG,
+    "html": Action.REDACT, "off_topic": Action.BLOCK,
+})  # fmt: skip
 LEAK_WINDOW = 40  # characters of the system prompt repeated verbatim that count as a leak
 MAX_RUN = 300
 MAX_KEY_BLOCK = 6000

@@ -6,14 +6,20 @@ import hashlib
 import secrets
 
 from parley.guards.base import Policy
+from parley.guards.html import HtmlSanitizer
 from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
 from parley.guards.pii import PIIScanner
 from parley.guards.secrets import SecretScanner
 
+REFUSAL = ("I'm sorry, but I can only help with questions about {topic}. "
+           "Could you rephrase your question in that context?")
+
 
 class Guards:
-    def __init__(self, policy: str = "", *, classifier: bool = True) -> None:
+    def __init__(
+        self, policy: str = "", *, classifier: bool = True, topic: str | None = None, topic_threshold: float = 0.2
+    ) -> None:
         self.input_base = Policy.parse(policy, DEFAULT_INPUT_POLICY, side="input")
         self.output_base = Policy.parse(policy, DEFAULT_OUTPUT_POLICY, side="output")
         self.input = InputGuard.default(self.input_base, classifier=classifier)
@@ -21,6 +27,17 @@ class Guards:
 
         self._predict = predict_prob
         self._salt = secrets.token_bytes(16)
+        self.topic, self.topic_threshold = topic, topic_threshold
+        self._topic_vec = self.input.embedder().encode([topic])[0] if topic else None
+
+    def off_topic(self, question: str) -> tuple[float, str] | None:
+        """(similarity, polite refusal) when a topic is declared and the question is not about it."""
+        if self._topic_vec is None or not question.strip():
+            return None
+        similarity = float(self.input.embedder().encode([question])[0] @ self._topic_vec)
+        if similarity >= self.topic_threshold:
+            return None
+        return similarity, REFUSAL.format(topic=self.topic)
 
     def input_policy(self, key_policy: str | None) -> Policy:
         return Policy.parse(key_policy, self.input_base, side="input") if key_policy else self.input_base
@@ -36,6 +53,9 @@ class Guards:
     def offensive_scores(self, texts: list[str]) -> list[float]:
         return [float(p) for p in self._predict(texts)]
 
+    def html_filter(self, key_policy: str | None) -> HtmlSanitizer | None:
+        return HtmlSanitizer() if "html" in self.output_policy(key_policy).actions else None
+
     def output_filter(self, key_policy: str | None, canary: str | None, system_prompt: str | None) -> OutputGuard:
         return OutputGuard(
             self.output_policy(key_policy), [PIIScanner(), SecretScanner()], canary=canary,
@@ -46,8 +66,9 @@ class Guards:
 class GuardsHolder:
     """Loads the guards off the event loop at start-up; until then requests get 503 (the server not ready)."""
 
-    def __init__(self, enabled: bool, policy: str) -> None:
+    def __init__(self, enabled: bool, policy: str, topic: str | None = None, topic_threshold: float = 0.2) -> None:
         self.enabled, self.policy = enabled, policy
+        self.topic, self.topic_threshold = topic, topic_threshold
         self.guards: Guards | None = None
         self.error: str | None = None
 
@@ -58,7 +79,9 @@ class GuardsHolder:
         if not self.enabled:
             return
         try:
-            self.guards = await asyncio.to_thread(Guards, self.policy)
+            self.guards = await asyncio.to_thread(
+                Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold
+            )
         except Exception as exc:  # a broken guard install must say why, not crash-loop
             logging.getLogger(__name__).exception("guards failed to load")
             self.error = f"{type(exc).__name__}: {exc}"

@@ -25,6 +25,10 @@ class ModelStage:
     async def open(self, turn: Turn) -> ModelStream:
         turn.params = self.decide(turn)
         engine = turn.engine_required
+        if turn.refusal is not None:  # decided before the model: no compute spent
+            turn.note(self.name, skipped="refusal")
+            n = len(engine.tokenize(turn.refusal, special=False))
+            return ModelStream(turn, _canned(Chunk(turn.refusal, n, "stop")), self.name)
         chunks = await engine.generate(GenerationRequest(turn.id, turn.prompt_tokens, turn.params))
         return ModelStream(turn, chunks, self.name)
 
@@ -93,6 +97,10 @@ class ModelStage:
         )
         return params
 
+
+
+async def _canned(chunk: Chunk) -> AsyncIterator[Chunk]:
+    yield chunk
 
 
 class ModelStream:

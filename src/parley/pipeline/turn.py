@@ -60,6 +60,7 @@ class Turn:
     grammar: str | None = None
     system_prompt: str | None = None  # the operator's, before the canary was planted
     canary: str | None = None
+    refusal: str | None = None  # an answer decided without the model (an off-topic question)
     # model
     params: SamplingParams | None = None
     # output

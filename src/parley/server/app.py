@@ -32,7 +32,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     if engine is not None:
         registry.add(engine)
     db = Database(settings.db_url())
-    guards = GuardsHolder(settings.guards, settings.guard_policy)
+    guards = GuardsHolder(settings.guards, settings.guard_policy, settings.topic, settings.topic_threshold)
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
 
     @asynccontextmanager
