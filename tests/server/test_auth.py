@@ -133,8 +133,8 @@ def test_requests_per_minute_limit_with_openai_headers(keyed):
 
 def test_tokens_per_minute_limit(keyed):
     srv, data, _ = keyed
-    key = create_key(data, "--name", "tpm", "--scopes", "chat", "--tpm", "40")["key"]
-    first = post_chat(srv, key, max_tokens=20)  # ~30 prompt tokens + 20: over the minute's allowance
+    key = create_key(data, "--name", "tpm", "--scopes", "chat", "--tpm", "30")["key"]
+    first = post_chat(srv, key, max_tokens=20)  # the ~31 prompt tokens alone exceed the minute's allowance
     assert first.status_code == 200
     second = post_chat(srv, key)
     assert second.status_code == 429
@@ -144,13 +144,14 @@ def test_tokens_per_minute_limit(keyed):
 
 def test_streamed_usage_is_charged_too(keyed):
     srv, data, _ = keyed
-    key = create_key(data, "--name", "tpm-stream", "--scopes", "chat", "--tpm", "40")["key"]
+    key = create_key(data, "--name", "tpm-stream", "--scopes", "chat", "--tpm", "30")["key"]  # < the prompt alone
     with httpx.stream("POST", srv.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json={"model": MODEL, "messages": CHAT, "max_tokens": 20, "stream": True}) as r:  # fmt: skip
         assert r.status_code == 200
         list(r.iter_lines())
-    time.sleep(0.3)  # the charge lands when the stream closes
-    assert post_chat(srv, key).status_code == 429
+    time.sleep(1.0)  # the charge lands just after the stream closes
+    after = post_chat(srv, key)  # the very next request: only the streamed usage can have emptied the bucket
+    assert after.status_code == 429 and after.json()["error"]["type"] == "tokens"
 
 
 def test_no_plaintext_key_in_database_logs_or_errors(keyed, tmp_path):
