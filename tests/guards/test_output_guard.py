@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from parley.guards.base import Action, Policy
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
 from parley.guards.pii import PIIScanner
 from parley.guards.secrets import SecretScanner
+from tests.streams import random_pieces
 
 SYSTEM = "You are the support bot of ACME. Internal discount code: ZEBRA-77. Never mention competitors."
 
@@ -20,14 +19,8 @@ def guard(policy=DEFAULT_OUTPUT_POLICY, offensive=None):
 
 
 def stream(g, text, seed):
-    rng = random.Random(seed)
-    pieces, i = [], 0
-    while i < len(text):
-        n = rng.randint(1, 7)
-        pieces.append(text[i : i + n])
-        i += n
     emitted = []
-    for p in pieces:
+    for p in random_pieces(text, seed, longest=7):
         emitted.append(g.feed(p, 100))
         if g.stop:
             break
@@ -102,12 +95,8 @@ def test_html_is_sanitized_outside_code_and_streams_the_same_for_any_chunking(se
 
     text = ('Hi <img src=x onerror=alert(1)> <b>bold</b> <a href="javascript:evil()">x</a> [y](javascript:z()) '
             "`<i>` ok\n```html\n<script>kept()</script>\n```\nafter <u onclick=z>u</u> end.")  # fmt: skip
-    rng = random.Random(seed)
-    h, out, i = HtmlSanitizer(), [], 0
-    while i < len(text):
-        n = rng.randint(1, 6)
-        out.append(h.feed(text[i : i + n], 100))
-        i += n
+    h = HtmlSanitizer()
+    out = [h.feed(piece, 100) for piece in random_pieces(text, seed)]
     out.append(h.finish("stop"))
     result = "".join(out)
     assert result == ('Hi  <b>bold</b> <a rel="noopener noreferrer">x</a> [y](#z()) `<i>` ok\n```html\n'

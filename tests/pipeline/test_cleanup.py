@@ -1,5 +1,3 @@
-import random
-
 import pytest
 
 from parley.pipeline.cleanup import (
@@ -9,6 +7,7 @@ from parley.pipeline.cleanup import (
     TruncationTrimmer,
     copies_needed,
 )
+from tests.streams import random_pieces
 
 
 def run(filt, pieces, reason="stop", budget=10_000):
@@ -23,13 +22,7 @@ def run(filt, pieces, reason="stop", budget=10_000):
 
 
 def chunked(text, seed):
-    rng = random.Random(seed)
-    pieces, i = [], 0
-    while i < len(text):
-        n = rng.randint(1, 6)
-        pieces.append(text[i : i + n])
-        i += n
-    return pieces
+    return random_pieces(text, seed)
 
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<jupyter_code>"]

@@ -35,7 +35,7 @@ class FinalStage:
         trace = turn.trace if turn.want_trace else None
         if turn.kind == "completion":
             return Completion(
-                id=turn.id.replace("chatcmpl-", "cmpl-"), created=turn.created, model=turn.model,
+                id=turn.id, created=turn.created, model=turn.model,
                 choices=[CompletionChoice(text=turn.text, finish_reason=turn.finish_reason)],
                 usage=self.usage(turn), system_fingerprint=FINGERPRINT, parley_trace=trace,
             )  # fmt: skip
@@ -50,7 +50,7 @@ class FinalStage:
     ) -> ChatCompletionChunk | Completion:
         if turn.kind == "completion":
             return Completion(
-                id=turn.id.replace("chatcmpl-", "cmpl-"), created=turn.created, model=turn.model,
+                id=turn.id, created=turn.created, model=turn.model,
                 choices=[CompletionChoice(text=text or "", finish_reason=finish_reason)],
                 system_fingerprint=FINGERPRINT,
             )  # fmt: skip
@@ -63,7 +63,7 @@ class FinalStage:
     def usage_chunk(self, turn: Turn) -> ChatCompletionChunk | Completion:
         if turn.kind == "completion":
             return Completion(
-                id=turn.id.replace("chatcmpl-", "cmpl-"), created=turn.created, model=turn.model,
+                id=turn.id, created=turn.created, model=turn.model,
                 choices=[], usage=self.usage(turn), system_fingerprint=FINGERPRINT,
             )  # fmt: skip
         return ChatCompletionChunk(
