@@ -78,13 +78,16 @@ class GuardsHolder:
 
         if not self.enabled:
             return
+        log = logging.getLogger(__name__)
         try:
             self.guards = await asyncio.to_thread(
                 Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold
             )
         except Exception as exc:  # a broken guard install must say why, not crash-loop
-            logging.getLogger(__name__).exception("guards failed to load")
+            log.exception("guards failed to load")
             self.error = f"{type(exc).__name__}: {exc}"
+            return
+        log.info("guards ready (input %s; output %s)", self.guards.input_base.actions, self.guards.output_base.actions)
 
     @property
     def ready(self) -> bool:
