@@ -87,7 +87,9 @@ class GuardsHolder:
             log.exception("guards failed to load")
             self.error = f"{type(exc).__name__}: {exc}"
             return
-        log.info("guards ready (input %s; output %s)", self.guards.input_base.actions, self.guards.output_base.actions)
+        policy = {side: ", ".join(f"{k}={v.value}" for k, v in p.actions.items())
+                  for side, p in (("input", self.guards.input_base), ("output", self.guards.output_base))}  # fmt: skip
+        log.info("guards ready: input %s; output %s", policy["input"], policy["output"])
 
     @property
     def ready(self) -> bool:
