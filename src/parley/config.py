@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     # Request limits.
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_messages: int = Field(512, ge=1)
-    request_timeout_s: float = Field(600.0, gt=0)
 
     # Storage, security, scale-out.
     data_dir: Path = Field(Path.home() / ".parley", description="where the embedded SQLite database lives")
