@@ -32,3 +32,18 @@ def test_classifier_separates_attacks_from_questions(classifier):
 def test_scanner_falls_back_to_the_classifier_when_no_rule_fires(classifier):
     scanner = InjectionScanner(classifier)
     assert scanner.scan("What is the boiling point of water?") == []
+
+
+def test_concurrent_encodes_are_coalesced_and_correct():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    embedder = shared_embedder()
+    texts = [f"question number {i} about networks and caches" for i in range(12)]
+    alone = np.stack([embedder.encode([t])[0] for t in texts])
+    before = embedder.batches
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        together = np.stack([v[0] for v in pool.map(lambda t: embedder.encode([t]), texts)])
+    assert np.allclose(alone, together, atol=1e-4)
+    assert embedder.batches - before < len(texts)  # some calls shared a batch
