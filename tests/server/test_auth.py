@@ -196,10 +196,14 @@ def test_non_loopback_without_keys_refuses_to_start(tmp_path):
     assert "refusing to serve 0.0.0.0 with no API keys" in result.stderr
 
 
-def test_rate_limits_hold_across_two_replicas_sharing_redis(tmp_path):
-    data = tmp_path / "shared"
-    key = create_key(data, "--name", "replicated", "--scopes", "chat", "--rpm", "4")["key"]
-    env = {"PARLEY_DATA_DIR": str(data), "PARLEY_REDIS_URL": "redis://127.0.0.1:6379/0"}
+def test_rate_limits_hold_across_two_replicas_sharing_postgres_and_redis(tmp_path):
+    """The scale-out deployment: two replicas, keys in PostgreSQL, rate-limit buckets in Redis."""
+    database = "postgresql://postgres@127.0.0.1:5432/test"
+    created = keys_cli(tmp_path, "create", "--json", "--name", "replicated", "--scopes", "chat", "--rpm", "4",
+                       "--database-url", database)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["key"]
+    env = {"PARLEY_DATABASE_URL": database, "PARLEY_REDIS_URL": "redis://127.0.0.1:6379/0"}
     a = start_server(tmp_path, "--slots", "1", "--ctx", "512", env=env)
     b = start_server(tmp_path, "--slots", "1", "--ctx", "512", env=env)
     try:
@@ -209,6 +213,12 @@ def test_rate_limits_hold_across_two_replicas_sharing_redis(tmp_path):
         sixth = post_chat(b, key)
         assert (fifth.status_code, sixth.status_code) == (429, 429)
         assert sixth.headers["x-ratelimit-remaining-requests"] == "0"
+        # a key revoked on one replica is refused by the other within the cache window
+        listed = json.loads(keys_cli(tmp_path, "list", "--json", "--database-url", database).stdout)
+        key_id = next(k["id"] for k in listed if k["prefix"] == key[:8])
+        assert keys_cli(tmp_path, "revoke", key_id, "--database-url", database).returncode == 0
+        time.sleep(2.5)
+        assert post_chat(b, key).status_code == 401
     finally:
         stop_server(a)
         stop_server(b)
