@@ -78,7 +78,7 @@ class Engine(Protocol):
 
     def special_token_texts(self) -> list[str]: ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Admit the request now (raising `EngineOverloaded` if it cannot wait) and stream its output.
 
         The returned iterator has `aclose()`: it cancels the request and frees its slot, whether or not

@@ -140,7 +140,7 @@ class OutputGuard:
         if self.sentence_hold:  # whole sentences arrive here: judge each before it leaves
             parts = re.split(r"(?<=[.!?…\n])(?=\s)", text)
             scores = self.offensive(parts) if parts else []
-            kept = []
+            kept: list[str] = []
             for part, score in zip(parts, scores, strict=True):
                 if score >= 0.8:
                     self.findings.append(Finding("offensive", "offensive", score=score))

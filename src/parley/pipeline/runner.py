@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from parley.config import Settings
 from parley.engines.base import Engine
@@ -16,7 +16,7 @@ from parley.pipeline.output import OutputStage
 from parley.pipeline.postprocess import PostprocessStage
 from parley.pipeline.preprocess import PreprocessStage
 from parley.pipeline.stage import StageClock, record, record_streams, run_timed
-from parley.pipeline.turn import Turn
+from parley.pipeline.turn import Delta, Turn
 from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completion
 
 
@@ -60,7 +60,7 @@ class Run:
         self.clocks = [model_clock, StageClock(pipeline.output.name), StageClock(pipeline.postprocess.name)]
         deltas = model_clock.wrap(stream)
         deltas = self.clocks[1].wrap(pipeline.output.process(turn, deltas))
-        self.deltas = self.clocks[2].wrap(pipeline.postprocess.process(turn, deltas))
+        self.deltas: AsyncGenerator[Delta, None] = self.clocks[2].wrap(pipeline.postprocess.process(turn, deltas))
         self.final_seconds = 0.0
 
     async def response(self) -> ChatCompletion | Completion:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
 from parley.pipeline.turn import Delta, Turn
@@ -33,7 +33,7 @@ class StageClock:
         self.name = name
         self.inclusive = 0.0
 
-    async def wrap(self, stream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    async def wrap(self, stream: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
         try:
             while True:
                 start = time.perf_counter()

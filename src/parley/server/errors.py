@@ -40,7 +40,7 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     errors = exc.errors()
     first = errors[0] if errors else {"msg": "Invalid request.", "loc": ()}
     if first.get("type") == "json_invalid":
-        return InvalidRequest("We could not parse the JSON body of your request: " + first["msg"])
+        return InvalidRequest(f"We could not parse the JSON body of your request: {first['msg']}")
     param = _param(tuple(first.get("loc", ())))
     if first.get("type") == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")

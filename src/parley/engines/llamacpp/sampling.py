@@ -26,10 +26,10 @@ def build_sampler(model: GGUFModel, params: SamplingParams, *, context: int) -> 
     if params.ignore_eos:
         bias.update({t: float("-inf") for t in model.eog_tokens})
     if bias:
-        arr = (llama_cpp.llama_logit_bias * len(bias))()
+        biases = (llama_cpp.llama_logit_bias * len(bias))()
         for i, (token, value) in enumerate(bias.items()):
-            arr[i].token, arr[i].bias = token, value
-        add(llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(bias), arr))
+            biases[i].token, biases[i].bias = token, value
+        add(llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(bias), biases))
     if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         add(
             llama_cpp.llama_sampler_init_penalties(

@@ -52,7 +52,7 @@ class Sequence:
     id: str
     prompt: list[int]
     params: SamplingParams
-    sampler: llama_cpp.llama_sampler_p
+    sampler: llama_cpp.llama_sampler_p | None
     emit: Callable[[Event], None]
     cancelled: bool = False
     slot: Slot | None = None
