@@ -44,6 +44,7 @@ def serve(
     slots: Annotated[int | None, typer.Option(help="concurrent sequences")] = None,
     max_queue: Annotated[int | None, typer.Option(help="waiting requests before 503")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp")] = None,
+    kv_cache: Annotated[str | None, typer.Option(help="KV cache precision: f16 or q8_0 (less memory)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in ~/.parley)")] = None,
@@ -59,7 +60,7 @@ def serve(
     if config is not None:
         os.environ["PARLEY_CONFIG"] = str(config)
     given = {"host": host, "port": port, "model": model, "model_name": model_name, "ctx": ctx,
-             "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level,
+             "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level, "kv_cache": kv_cache,
              "database_url": database_url, "redis_url": redis_url, "insecure": insecure or None}  # fmt: skip
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.model is not None and not settings.model.is_file():

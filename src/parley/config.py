@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=0, description="requests that may wait for a slot before 503")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     share_prefixes: bool = Field(True, description="one KV cache for all slots, so prompt prefixes are shared")
+    kv_cache: Literal["f16", "q8_0"] = Field(
+        "f16", description="KV cache precision; q8_0 needs ~45% less memory for ~6% slower decoding"
+    )
 
     # Request limits.
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)

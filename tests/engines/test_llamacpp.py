@@ -125,3 +125,15 @@ def test_cancelling_frees_the_slot_and_the_queue_bounds_admission(engine):
     status = asyncio.run(main())
     assert status["slots_busy"] == 0 and status["queued"] == 0
     assert status["requests_rejected"] >= 1
+
+
+def test_quantised_kv_cache_serves_the_same_greedy_start(engine):
+    small = LlamaCppEngine(Settings(slots=1, ctx=512, kv_cache="q8_0", threads=2))
+    try:
+        assert small.info.details["kv_cache"] == "q8_0"
+        text, last = asyncio.run(collect(small, chat_tokens(small, "Name a planet."), max_tokens=8))
+        reference, _ = asyncio.run(collect(engine, chat_tokens(engine, "Name a planet."), max_tokens=8))
+        assert last.stats.completion_tokens >= 1
+        assert text.split()[:2] == reference.split()[:2]
+    finally:
+        small.close()

@@ -54,6 +54,7 @@ class LlamaCppEngine:
             max_queue=settings.max_queue,
             threads=settings.threads,
             share_prefixes=settings.share_prefixes,
+            kv_cache=settings.kv_cache,
         )
         template = self.model.chat_template or CHATML_TEMPLATE
         self._formatter = Jinja2ChatFormatter(template, self.model.eos_text, self.model.bos_text)
@@ -70,6 +71,7 @@ class LlamaCppEngine:
             details={
                 "description": self.model.description,
                 "slots": settings.slots,
+                "kv_cache": settings.kv_cache,
                 "chat_template": "gguf" if self.model.chat_template else "chatml-fallback",
             },
         )
