@@ -101,3 +101,62 @@ def test_html_is_sanitized_outside_code_and_streams_the_same_for_any_chunking(se
     result = "".join(out)
     assert result == ('Hi  <b>bold</b> <a rel="noopener noreferrer">x</a> [y](#z()) `<i>` ok\n```html\n'
                       "<script>kept()</script>\n```\nafter u end.")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("pieces", "secret"),
+    [
+        (["password", ":", " hunter2xyz", "\n"], "hunter2xyz"),
+        (["AWS_SECRET_ACCESS_KEY", " = ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "\n"], "wJalrXUtnFEMI"),
+        (["12345678", " ", "Z", " done"], None),  # a label-free id split at a space: at least the end is caught
+    ],
+)
+def test_a_value_released_after_its_label_is_still_redacted(pieces, secret):
+    g = guard()
+    out = "".join([g.feed(p, 100) for p in pieces] + [g.finish("stop")])
+    if secret:
+        assert secret not in out
+    assert g.findings
+
+
+def test_a_secret_inside_a_very_long_run_is_redacted():
+    text = '{"data":"' + "a" * 2500 + '","k":"AKIAIOSFODNN7EXAMPLE","more":"' + "b" * 400 + '"}'
+    out = "".join(stream(guard(), text, 7))
+    assert "AKIAIOSFODNN7EXAMPLE" not in out and "[AWS_ACCESS_KEY]" in out
+    assert len(out) > 2900  # nothing else was lost
+
+
+def test_sanitizing_html_cannot_join_the_halves_of_a_secret():
+    from parley.guards.html import HtmlSanitizer
+
+    html, g = HtmlSanitizer(), guard()
+    out = []
+    for piece in random_pieces("key AKIA<x>IOSFODNN7EXAMPLE and pc-0123<!---->abcd4567 end", 3):
+        out.append(g.feed(html.feed(piece, 100), 100))  # the order postprocess uses: html, then the guard
+    out.append(g.feed(html.finish("stop"), 100) + g.finish("stop"))
+    joined = "".join(out)
+    assert "AKIAIOSFODNN7EXAMPLE" not in joined and "pc-0123abcd4567" not in joined
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Note ```<img src=x onerror=alert(1)> end", "Note ``` end"),  # a fence must start a line
+        ("~~~c\n#include <vector>\n~~~\n<b>x</b>", "~~~c\n#include <vector>\n~~~\n<b>x</b>"),
+        ("If x < 5 then:\n```py\nprint(1)\n```\nafter", "If x < 5 then:\n```py\nprint(1)\n```\nafter"),
+    ],
+)
+def test_html_fences_follow_commonmark(text, expected):
+    from parley.guards.html import HtmlSanitizer
+
+    h = HtmlSanitizer()
+    out = [h.feed(p, 100) for p in random_pieces(text, 1, longest=3)]
+    assert "".join([*out, h.finish("stop")]) == expected
+
+
+def test_code_after_an_unclosed_angle_bracket_still_streams():
+    from parley.guards.html import HtmlSanitizer
+
+    h = HtmlSanitizer()
+    h.feed("If x < 5 then:\n```py\n", 100)
+    assert h.feed("print(1)\n", 100) == "print(1)\n"

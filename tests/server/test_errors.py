@@ -53,6 +53,8 @@ CASES = [
      "context_length_exceeded", "messages"),
     ("completion-missing-prompt", "/v1/completions", {"model": MODEL}, 400, "missing_required_parameter", "prompt"),
     ("completion-two-prompts", "/v1/completions", {"model": MODEL, "prompt": ["a", "b"]}, 400, None, "prompt"),
+    ("completion-empty-prompt", "/v1/completions", {"model": MODEL, "prompt": ""}, 400, None, "prompt"),
+    ("completion-blank-prompt", "/v1/completions", {"model": MODEL, "prompt": "   "}, 400, None, "prompt"),
     ("completion-echo", "/v1/completions", {"model": MODEL, "prompt": "a", "echo": True}, 400, None, "echo"),
     ("completion-bad-token-id", "/v1/completions", {"model": MODEL, "prompt": [1, 99_999_999]}, 400, None,
      "prompt"),

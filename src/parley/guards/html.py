@@ -12,7 +12,7 @@ import nh3
 TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]{0,500})>|<!--[\s\S]*?-->")
 DANGEROUS_BLOCK = re.compile(r"<(script|style|iframe|object|embed|svg|math|template)\b[\s\S]*?</\1\s*>", re.I)
 UNSAFE_LINK = re.compile(r"\]\(\s*(?:javascript|vbscript|data):", re.I)
-FENCE = re.compile(r"^\s*(```|~~~)", re.M)
+FENCE = re.compile(r"^ {0,3}(```|~~~)", re.M)  # CommonMark: a fence starts a line
 SAFE_TAGS = {"b", "i", "em", "strong", "code", "pre", "br", "p", "ul", "ol", "li", "sub", "sup", "kbd", "a"}
 MAX_HOLD = 500
 
@@ -30,9 +30,10 @@ def _clean_tag(m: re.Match[str]) -> str:
 
 
 def sanitize_markdown(text: str) -> tuple[str, int]:
-    """(clean text, number of changes). Only the parts outside fenced code and `inline code` are touched."""
+    """(clean text, number of changes) for text outside fenced code blocks (the streaming sanitiser splits
+    those off); `inline code` spans are left as written."""
     out, changes = [], 0
-    parts = re.split(r"(```[\s\S]*?(?:```|$)|`[^`\n]*`)", text)
+    parts = re.split(r"(`[^`\n]+`)", text)
     for i, part in enumerate(parts):
         if i % 2 == 1:  # code: untouched
             out.append(part)
@@ -46,44 +47,56 @@ def sanitize_markdown(text: str) -> tuple[str, int]:
 
 
 class HtmlSanitizer:
-    """Streaming form. Code blocks stream through untouched; outside them it holds back only an unclosed
-    tag, inline-code span or link target until it is complete."""
+    """Streaming form. Fenced code blocks (a fence starts a line) stream through untouched; outside them only
+    an unclosed tag, inline-code span or link target, or a line that may become a fence, is held back."""
 
     name = "html"
 
     def __init__(self) -> None:
         self.stop = False
         self._pending = ""
-        self._in_code = False
+        self._fence: str | None = None  # the fence that opened the current code block
+        self._line_start = True  # whether _pending begins at the start of a line
         self.changes = 0
+
+    def _find_fence(self, text: str, kind: str | None) -> re.Match[str] | None:
+        pattern = FENCE if kind is None else re.compile(rf"^ {{0,3}}{re.escape(kind)}", re.M)
+        for m in pattern.finditer(text):
+            if m.start() > 0 or self._line_start:
+                return m
+        return None
 
     def feed(self, text: str, tokens_left: int) -> str:
         self._pending += text
         out: list[str] = []
         while self._pending:
-            if self._in_code:
-                close = self._pending.find("```")
-                if close < 0:
-                    keep = len(self._pending.rstrip("`"))  # a trailing backtick may start the closing fence
-                    out.append(self._pending[:keep])
-                    self._pending = self._pending[keep:]
+            if self._fence is not None:
+                close = self._find_fence(self._pending, self._fence)
+                if close is None:
+                    keep = self._hold_partial_fence(self._pending)
+                    out.append(self._emit(self._pending[:keep], clean=False))
                     break
-                out.append(self._pending[: close + 3])
-                self._pending, self._in_code = self._pending[close + 3 :], False
+                out.append(self._emit(self._pending[: close.end()], clean=False))
+                self._fence = None
                 continue
-            fence = self._pending.find("```")
-            segment = self._pending if fence < 0 else self._pending[:fence]
-            cut = self._safe_end(segment, final=fence >= 0)
-            out.append(self._clean(segment[:cut]))
-            self._pending = self._pending[cut:]
-            if fence < 0 or cut < len(segment):
+            fence = self._find_fence(self._pending, None)
+            segment = self._pending if fence is None else self._pending[: fence.start()]
+            cut = len(segment) if fence is not None else self._safe_end(segment)
+            out.append(self._emit(segment[:cut], clean=True))
+            if fence is None or cut < len(segment):
                 break
-            out.append("```")
-            self._pending, self._in_code = self._pending[3:], True
+            self._fence = fence.group(1)
+            out.append(self._emit(self._pending[: fence.end() - fence.start()], clean=False))
         return "".join(out)
 
-    def _safe_end(self, segment: str, *, final: bool) -> int:
-        cut = len(segment) if final else len(segment.rstrip("`"))
+    @staticmethod
+    def _hold_partial_fence(text: str) -> int:
+        """Hold a last line that could still grow into a fence (spaces, then up to two backticks/tildes)."""
+        last = text.rfind("\n") + 1
+        return last if re.fullmatch(r" {0,3}(`{1,2}|~{1,2})?", text[last:]) and text[last:] else len(text)
+
+    def _safe_end(self, segment: str) -> int:
+        cut = self._hold_partial_fence(segment)
         if segment[:cut].endswith("]"):  # a link target may follow
             cut -= 1
         for opener, closer in (("<", ">"), ("](", ")"), ("`", "`")):
@@ -92,16 +105,20 @@ class HtmlSanitizer:
                 cut = min(cut, at)
         return cut
 
+    def _emit(self, text: str, *, clean: bool) -> str:
+        if not text:
+            return ""
+        self._pending = self._pending[len(text) :]
+        self._line_start = text.endswith("\n")
+        if not clean:
+            return text
+        cleaned, n = sanitize_markdown(text)
+        self.changes += n
+        return cleaned
+
     def finish(self, reason: str) -> str:
-        rest, self._pending = self._pending, ""
-        return rest if self._in_code else self._clean(rest)
+        rest = self._pending
+        return self._emit(rest, clean=self._fence is None)
 
     def report(self) -> dict[str, Any]:
         return {"sanitized": self.changes}
-
-    def _clean(self, text: str) -> str:
-        if not text:
-            return ""
-        clean, n = sanitize_markdown(text)
-        self.changes += n
-        return clean

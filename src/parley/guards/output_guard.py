@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from parley.guards.base import Action, Finding, Policy, Scanner, apply_policy
@@ -23,8 +24,9 @@ DEFAULT_OUTPUT_POLICY = Policy({
     "html": Action.REDACT, "off_topic": Action.BLOCK,
 })  # fmt: skip
 LEAK_WINDOW = 40  # characters of the system prompt repeated verbatim that count as a leak
-MAX_RUN = 300
+MAX_RUN = 2000  # a run longer than this is released in parts (never splitting a finding)
 MAX_KEY_BLOCK = 6000
+OVERLAP = 256  # released text re-scanned with the next chunk: a label and its value may straddle a release
 SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
 
 
@@ -75,7 +77,8 @@ class OutputGuard:
         self.stop = False
         self.blocked: str | None = None
         self._pending = ""
-        self._context = ""  # recently released text, for leaks that straddle the release point
+        self._context = ""  # recently released text, for matches that straddle the release point
+        self._in_key = False  # inside a private-key block longer than we can hold
         self._sentence = ""  # released text since the last sentence end (flag mode)
         self.findings: list[Finding] = []
 
@@ -83,7 +86,7 @@ class OutputGuard:
         if self.stop:
             return ""
         self._pending += text
-        if self._leaked(self._context[-LEAK_WINDOW * 2 :] + self._pending):
+        if self._leaked(self._context[-LEAK_WINDOW * 2 :] + self._pending, len(text)):
             return ""
         cut = _run_start(self._pending)
         begin = self._pending.rfind("-----BEGIN")
@@ -103,12 +106,13 @@ class OutputGuard:
         return {"findings": [{"scanner": f.scanner, "kind": f.kind, "detail": f.detail} for f in self.findings],
                 "blocked": self.blocked}  # fmt: skip
 
-    def _leaked(self, text: str) -> bool:
+    def _leaked(self, text: str, new: int) -> bool:
+        """Only windows that end in the `new` last characters are checked: the rest were checked before."""
         hit = None
         if self.canary and self.canary in text:
             hit = "canary"
         elif len(self.system_prompt) >= LEAK_WINDOW:
-            for i in range(max(len(text) - LEAK_WINDOW - len(self._pending), 0), len(text) - LEAK_WINDOW + 1):
+            for i in range(max(len(text) - LEAK_WINDOW - new, 0), len(text) - LEAK_WINDOW + 1):
                 if text[i : i + LEAK_WINDOW] in self.system_prompt:
                     hit = "system_prompt"
                     break
@@ -120,18 +124,39 @@ class OutputGuard:
     def _block(self, why: str) -> None:
         self.stop, self.blocked, self._pending = True, why, ""
 
+    def _scan(self, text: str) -> list[Finding]:
+        return [f for s in self.scanners for f in s.scan(text)]
+
     def _release(self, cut: int) -> str:
+        if cut < len(self._pending):  # never cut through something the scanners would find whole
+            for f in self._scan(self._pending):
+                if f.start < cut < f.end:
+                    cut = f.start
         chunk, self._pending = self._pending[:cut], self._pending[cut:]
+        if self._in_key:  # the body of an over-long private key: dropped up to its END line
+            end = chunk.find("-----END")
+            close = chunk.find("-----", end + 8) if end >= 0 else -1
+            if close < 0:
+                return ""
+            chunk, self._in_key = chunk[close + 5 :], False
         if not chunk:
             return ""
-        found = [f for s in self.scanners for f in s.scan(chunk)]
+        tail = self._context[-OVERLAP:]
+        found = [
+            replace(f, start=max(f.start - len(tail), 0), end=f.end - len(tail))
+            for f in self._scan(tail + chunk)
+            if f.end > len(tail)
+        ]
         result = apply_policy(chunk, found, self.policy)
         self.findings.extend(found)
         if result.action is Action.BLOCK:
             self._block(f"{found[0].scanner}:{found[0].kind}")
             return ""
+        begin = chunk.rfind("-----BEGIN")
+        if begin >= 0 and "PRIVATE KEY" in chunk[begin:] and "-----END" not in chunk[begin:]:
+            self._in_key = True
         out = self._check_offensive(result.text)
-        self._context = (self._context + chunk)[-LEAK_WINDOW * 4 :]
+        self._context = (self._context + chunk)[-OVERLAP * 2 :]
         return out
 
     def _check_offensive(self, text: str) -> str:

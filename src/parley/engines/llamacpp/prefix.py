@@ -39,7 +39,7 @@ class Placement:
 def place(prompt: list[int], free: list[Slot], others: list[Slot], round_: list[Sequence]) -> Placement:
     """`others`: slots whose cache may be copied (empty when the KV cache cannot share cells);
     `round_`: requests admitted just before this one, not computed yet."""
-    limit = len(prompt) - 1  # the last prompt token is always decoded: its logits start the answer
+    limit = max(len(prompt) - 1, 0)  # the last prompt token is always decoded: its logits start the answer
     slot = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
     plan = Placement(slot, min(common_prefix(slot.tokens, prompt), limit))
     best = plan.reuse
