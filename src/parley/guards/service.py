@@ -53,14 +53,15 @@ class Guards:
     def offensive_scores(self, texts: list[str]) -> list[float]:
         return [float(p) for p in self._predict(texts)]
 
-    def html_filter(self, key_policy: str | None) -> HtmlSanitizer | None:
-        return HtmlSanitizer() if "html" in self.output_policy(key_policy).actions else None
-
-    def output_filter(self, key_policy: str | None, canary: str | None, system_prompt: str | None) -> OutputGuard:
-        return OutputGuard(
-            self.output_policy(key_policy), [PIIScanner(), SecretScanner()], canary=canary,
-            system_prompt=system_prompt, offensive=self.offensive_scores,
-        )  # fmt: skip
+    def output_filters(
+        self, key_policy: str | None, canary: str | None, system_prompt: str | None, *, markdown: bool
+    ) -> list[HtmlSanitizer | OutputGuard]:
+        """The HTML sanitiser (for markdown answers, when the policy has it), then the output guard: removing
+        a tag must not join the halves of a secret the guard would otherwise have seen apart."""
+        policy = self.output_policy(key_policy)
+        guard = OutputGuard(policy, [PIIScanner(), SecretScanner()], canary=canary, system_prompt=system_prompt,
+                            offensive=self.offensive_scores)  # fmt: skip
+        return [HtmlSanitizer(), guard] if markdown and "html" in policy.actions else [guard]
 
 
 class GuardsHolder:

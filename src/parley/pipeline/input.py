@@ -32,8 +32,8 @@ class InputStage:
             raise InvalidRequest("Only n=1 is supported.", param="n")
         if req.stream_options is not None and not req.stream:
             raise InvalidRequest("stream_options is only allowed when stream is true.", param="stream_options")
-        stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        if len(stops) > MAX_STOP_SEQUENCES:
+        turn.stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(turn.stops) > MAX_STOP_SEQUENCES:
             raise InvalidRequest(f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.", param="stop")
         if isinstance(req, ChatCompletionRequest):
             self._chat(turn, req)
@@ -49,14 +49,13 @@ class InputStage:
             raise InvalidRequest(f"At most {self.max_messages} messages are allowed.", param="messages")
         structured = 0
         for i, msg in enumerate(req.messages):
-            text, was_structured = message_text(msg, f"messages[{i}]")
-            if len(text) > self.max_message_chars:
+            message, was_structured = chat_message(msg, f"messages[{i}]")
+            if len(message.content) > self.max_message_chars:
                 raise InvalidRequest(
                     f"messages[{i}] is longer than {self.max_message_chars} characters.", param=f"messages[{i}].content"
                 )
             structured += was_structured
-            role = "system" if msg.role == "developer" else msg.role
-            turn.messages.append(Message(role, text))
+            turn.messages.append(message)
         turn.note(self.name, messages=len(turn.messages), structured_messages=structured)
 
     def _completion(self, turn: Turn, req: CompletionRequest) -> None:
@@ -74,6 +73,13 @@ class InputStage:
             raise InvalidRequest("The prompt must not be empty.", param="prompt")
         turn.raw_prompt = prompt  # type: ignore[assignment]
         turn.note(self.name, prompt_kind="tokens" if isinstance(prompt, list) else "text")
+
+
+def chat_message(msg: ChatMessage, where: str) -> tuple[Message, bool]:
+    """The message as the chat template takes it (OpenAI's `developer` role is a system message), and
+    whether it came from a structured JSON object."""
+    text, structured = message_text(msg, where)
+    return Message("system" if msg.role == "developer" else msg.role, text), structured
 
 
 def message_text(msg: ChatMessage, where: str) -> tuple[str, bool]:

@@ -62,7 +62,6 @@ class ModelStage:
         if turn.grammar and not client_penalties:
             repetition_penalty, dry = JSON_REPETITION_PENALTY, JSON_DRY_MULTIPLIER
             decision["penalties_from"] = "json_default"
-        stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         params = SamplingParams(
             max_tokens=max_tokens,
             temperature=temperature,
@@ -78,7 +77,7 @@ class ModelStage:
             dry_allowed_length=req.dry_allowed_length or 2,
             dry_penalty_last_n=req.dry_penalty_last_n if req.dry_penalty_last_n is not None else -1,
             logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
-            stop=stops,
+            stop=turn.stops,
             ignore_eos=req.ignore_eos,
             grammar=turn.grammar,
         )

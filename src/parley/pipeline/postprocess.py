@@ -24,12 +24,9 @@ def filters_for(turn: Turn) -> list[TextFilter]:
     continuations, so they are not trimmed to sentences or given closing fences."""
     strip = LeakedTokenStripper(turn.engine_required.special_token_texts())
     guard: list[TextFilter] = []
-    if turn.guards is not None:  # security filters apply in every mode
-        # The HTML sanitiser goes first: removing a tag must not join the halves of a secret the guard missed.
-        html = turn.guards.html_filter(turn.key_policy)
-        if html is not None and turn.grammar is None:  # JSON is data, not markdown for a page
-            guard.append(html)
-        guard.append(turn.guards.output_filter(turn.key_policy, turn.canary, turn.system_prompt))
+    if turn.guards is not None:  # security filters apply in every mode; JSON is data, not markdown for a page
+        guard = list(turn.guards.output_filters(turn.key_policy, turn.canary, turn.system_prompt,
+                                                markdown=turn.grammar is None))  # fmt: skip
     if turn.grammar is not None:
         return [strip, *guard]
     if turn.request.ignore_eos:  # benchmarks ask for exactly max_tokens: only security may end the answer

@@ -84,12 +84,13 @@ class PreprocessStage:
                 )
             msg.content = result.text
         turn.note(self.name, input_guard=verdicts)
+        output_policy = guards.output_policy(turn.key_policy)
         question = next((m.content for m in reversed(turn.messages) if m.role == "user"), "")
-        if "off_topic" in guards.output_policy(turn.key_policy).actions and (off := guards.off_topic(question)):
+        if "off_topic" in output_policy.actions and (off := guards.off_topic(question)):
             turn.refusal = off[1]
             turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": guards.topic})
         system = next((m for m in turn.messages if m.role == "system"), None)
-        if system is not None and "leak" in guards.output_policy(turn.key_policy).actions:
+        if system is not None and "leak" in output_policy.actions:
             turn.system_prompt = system.content
             turn.canary = guards.canary_for(system.content)
             system.content += canary_instruction(turn.canary)

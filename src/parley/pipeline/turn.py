@@ -52,6 +52,7 @@ class Turn:
     model: str = ""
     messages: list[Message] = field(default_factory=list)
     raw_prompt: str | list[int] | None = None  # /v1/completions
+    stops: list[str] = field(default_factory=list)
     # preprocess
     prompt: str = ""
     prompt_tokens: list[int] = field(default_factory=list)

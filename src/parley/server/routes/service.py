@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from parley.engines.registry import EngineRegistry
 from parley.errors import EngineUnavailable, InvalidRequest
-from parley.pipeline.input import message_text
+from parley.pipeline.input import chat_message
 from parley.protocol.openai import ChatMessage
 from parley.server.auth import Access
 
@@ -53,10 +53,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
     registry: EngineRegistry = request.app.state.registry
     engine = registry.find(body.model)
     if body.messages is not None:
-        messages = []
-        for i, m in enumerate(body.messages):
-            text, _ = message_text(m, f"messages[{i}]")
-            messages.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+        messages = [vars(chat_message(m, f"messages[{i}]")[0]) for i, m in enumerate(body.messages)]
         tokens = engine.tokenize(engine.apply_chat_template(messages))
     elif body.prompt is not None:
         tokens = engine.tokenize(body.prompt, special=False)
