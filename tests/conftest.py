@@ -95,7 +95,9 @@ def reference_llama():
     from llama_cpp import Llama
 
     from parley.engines.llamacpp.engine import embedded_model_path
+    from parley.engines.llamacpp.gguf_model import portable_defaults
 
-    llm = Llama(str(embedded_model_path()), n_ctx=2048, n_threads=2, verbose=False, seed=0)
+    with portable_defaults():
+        llm = Llama(str(embedded_model_path()), n_ctx=2048, n_threads=2, verbose=False, seed=0)
     yield llm
     llm.close()

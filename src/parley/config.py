@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=0, description="requests that may wait for a slot before 503")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     share_prefixes: bool = Field(True, description="one KV cache for all slots, so prompt prefixes are shared")
+    repack_weights: bool = Field(
+        False, description="let llama.cpp repack weights for AMX/AVX2 kernels (faster prompts for Q4_0/Q4_K models "
+        "on some CPUs; crashes this build on AMX CPUs, and greedy output then depends on the batch)"
+    )
     kv_cache: Literal["f16", "q8_0"] = Field(
         "f16", description="KV cache precision; q8_0 needs ~45% less memory for ~6% slower decoding"
     )

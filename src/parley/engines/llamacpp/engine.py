@@ -44,7 +44,7 @@ def embedded_model_path() -> Path:
 class LlamaCppEngine:
     def __init__(self, settings: Settings) -> None:
         path = settings.model or embedded_model_path()
-        self.model = GGUFModel(Path(path))
+        self.model = GGUFModel(Path(path), repack_weights=settings.repack_weights)
         self.batcher = ContinuousBatcher(
             self.model,
             slots=settings.slots,

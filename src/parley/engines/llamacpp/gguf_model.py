@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -13,14 +15,41 @@ import llama_cpp
 logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 
 
+_default_model_params = llama_cpp.llama_model_default_params
+
+
+def model_params(*, repack_weights: bool = False) -> llama_cpp.llama_model_params:
+    """llama.cpp's defaults, except the "extra buffer types" that re-lay weights for AMX or AVX2 GEMM kernels.
+
+    On AMX CPUs this build's AMX matmul crashes (SIGSEGV in `ggml_backend_amx_mul_mat`, seen with SmolLM2's
+    Q4_1 weights), and where it works it picks one kernel for one-token batches and another for larger ones,
+    so a request's logits would depend on what else is being decoded.
+    """
+    params = _default_model_params()
+    params.use_extra_bufts = repack_weights
+    return params
+
+
+@contextmanager
+def portable_defaults() -> Iterator[None]:
+    """Make third-party loaders (`llama_cpp.Llama`, `llama_cpp.server`) use `model_params()` too."""
+    import llama_cpp.llama_cpp as bindings  # what `llama_cpp.Llama` calls
+
+    bindings.llama_model_default_params = model_params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = _default_model_params
+
+
 class GGUFModel:
     """Owns a `llama_model*`. Thread-safe for tokenization (llama.cpp's vocab calls are read-only)."""
 
-    def __init__(self, path: Path, *, n_gpu_layers: int = 0) -> None:
+    def __init__(self, path: Path, *, n_gpu_layers: int = 0, repack_weights: bool = False) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
         llama_cpp.llama_backend_init()
-        params = llama_cpp.llama_model_default_params()
+        params = model_params(repack_weights=repack_weights)
         params.n_gpu_layers = n_gpu_layers
         self.path = path
         self.ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
