@@ -1,13 +1,15 @@
-"""Tables."""
+"""Tables. Every change to them comes with an Alembic revision in `migrations/versions/`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from parley.store.db import Base
+
+class Base(DeclarativeBase):
+    pass
 
 
 class ApiKeyRow(Base):
