@@ -71,9 +71,21 @@ def stop_server(server: Server) -> None:
         server.proc.wait()
 
 
+def step_detail(trace: list[dict], name: str) -> dict:
+    """The detail one pipeline step wrote in a `parley_trace`."""
+    for stage in trace:
+        for step in stage.get("steps", []):
+            if step["step"] == name:
+                return step["detail"]
+    raise KeyError(f"no step {name!r} in the trace")
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    srv = start_server(tmp_path_factory.mktemp("server"), "--slots", "4", "--ctx", "2048", "--max-queue", "32")
+    # Deterministic: a request's greedy answer does not depend on the prefix cache or on other requests, so tests
+    # may compare two answers of this server (never an answer with text one CPU happens to produce).
+    srv = start_server(tmp_path_factory.mktemp("server"), "--slots", "4", "--ctx", "2048", "--max-queue", "32",
+                       "--deterministic")  # fmt: skip
     yield srv
     stop_server(srv)
 

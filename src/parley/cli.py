@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from parley import __version__
+from parley.cli_db import db_app
 from parley.cli_keys import keys_app
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Parley: a self-hosted, OpenAI-compatible chat service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 
 
 def _version(value: bool) -> None:
@@ -45,6 +47,9 @@ def serve(
     max_queue: Annotated[int | None, typer.Option(help="waiting requests before 503")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp")] = None,
     kv_cache: Annotated[str | None, typer.Option(help="KV cache precision: f16 or q8_0 (less memory)")] = None,
+    deterministic: Annotated[
+        bool, typer.Option(help="batch-invariant greedy output (same answer whatever else runs; slower prefill)")
+    ] = False,
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in ~/.parley)")] = None,
@@ -61,7 +66,8 @@ def serve(
         os.environ["PARLEY_CONFIG"] = str(config)
     given = {"host": host, "port": port, "model": model, "model_name": model_name, "ctx": ctx,
              "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level, "kv_cache": kv_cache,
-             "database_url": database_url, "redis_url": redis_url, "insecure": insecure or None}  # fmt: skip
+             "database_url": database_url, "redis_url": redis_url, "insecure": insecure or None,
+             "deterministic": deterministic or None}  # fmt: skip
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: model file not found: {settings.model}", err=True)

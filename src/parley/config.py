@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,31 +15,61 @@ from pydantic_settings import (
 )
 
 
-class Settings(BaseSettings):
-    """Everything a deployment can tune. CLI flags override environment, which overrides the TOML file."""
+class LlamaCppOptions(BaseModel):
+    """How the embedded llama.cpp engine serves a GGUF file."""
 
-    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
-
-    host: str = "127.0.0.1"
-    port: int = 8000
     model: Path | None = Field(None, description="GGUF file to serve; default: the embedded SmolLM2-135M")
-    model_name: str | None = Field(None, description="id the API lists; default: derived from the file")
-
-    # Embedded engine (llama.cpp) sizing.
     slots: int = Field(4, ge=1, le=256, description="concurrent sequences decoded in one batch")
     ctx: int = Field(2048, ge=128, description="context window per slot, in tokens")
     batch_tokens: int = Field(512, ge=32, description="most tokens decoded in one engine step")
     prefill_chunk: int = Field(256, ge=16, description="most prompt tokens one request adds per step")
     max_queue: int = Field(64, ge=0, description="requests that may wait for a slot before 503")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    share_prefixes: bool = Field(True, description="one KV cache for all slots, so prompt prefixes are shared")
-    repack_weights: bool = Field(
-        False, description="let llama.cpp repack weights for AMX/AVX2 kernels (faster prompts for Q4_0/Q4_K models "
-        "on some CPUs; crashes this build on AMX CPUs, and greedy output then depends on the batch)"
-    )
+    share_prefixes: bool = Field(True, description="reuse prompt prefixes computed for other slots")
     kv_cache: Literal["f16", "q8_0"] = Field(
         "f16", description="KV cache precision; q8_0 needs ~45% less memory for ~6% slower decoding"
     )
+    deterministic: bool = Field(
+        False,
+        description="batch-invariant decoding: a request's logits, so its greedy answer, do not depend on other "
+        "requests or on the prefix cache (per-slot KV streams, shaped batches; slower prefill of long prompts)",
+    )
+    repack_weights: bool = Field(
+        False,
+        description="let llama.cpp repack weights for AMX/AVX2 kernels (faster prompts for Q4_0/Q4_K models "
+        "on some CPUs; crashes this build on AMX CPUs, and greedy output then depends on the batch)",
+    )
+
+
+class LlamaCppSpec(LlamaCppOptions):
+    """An embedded llama.cpp engine declared in settings (`[[engines]]` with `kind = "llamacpp"`)."""
+
+    kind: Literal["llamacpp"] = "llamacpp"
+    name: str | None = Field(None, description="the model id clients use; default: derived from the file")
+
+
+# Engine kinds, by their `kind` field. An upstream (OpenAI-compatible server) kind joins this union.
+EngineSpec = LlamaCppSpec  # later: Annotated[LlamaCppSpec | UpstreamSpec, Field(discriminator="kind")]
+
+
+class Settings(BaseSettings, LlamaCppOptions):
+    """Everything a deployment can tune. CLI flags override environment, which overrides the TOML file.
+
+    The llama.cpp fields at the top level describe the one embedded engine served when `engines` is empty.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model_name: str | None = Field(None, description="id the API lists; default: derived from the file")
+    engines: list[EngineSpec] = Field(
+        default_factory=list, description="engines to serve, by kind; default: one embedded llama.cpp engine"
+    )
+
+    # The pipeline: which steps run, in order; default: every default step (docs/pipeline.md lists them).
+    preprocess_steps: list[str] | None = Field(None, description="e.g. normalize,guard_input,render,limits")
+    postprocess_steps: list[str] | None = Field(None, description="e.g. leaked_tokens,output_guard,fences")
 
     # Request limits.
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -48,6 +78,7 @@ class Settings(BaseSettings):
     # Storage, security, scale-out.
     data_dir: Path = Field(Path.home() / ".parley", description="where the embedded SQLite database lives")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    auto_migrate: bool = Field(True, description="bring the database schema up to date at start")
     redis_url: str | None = Field(None, description="shared rate-limit buckets across replicas")
     insecure: bool = Field(False, description="allow serving a non-loopback address with no API keys")
     max_message_chars: int = Field(200_000, ge=1)
@@ -62,6 +93,13 @@ class Settings(BaseSettings):
         from parley.store.db import default_url
 
         return self.database_url or default_url(self.data_dir)
+
+    def engine_specs(self) -> list[EngineSpec]:
+        """The engines to serve: those declared, or the embedded one described by the top-level fields."""
+        if self.engines:
+            return list(self.engines)
+        options = self.model_dump(include=set(LlamaCppOptions.model_fields))
+        return [LlamaCppSpec(name=self.model_name, **options)]
 
     @classmethod
     def settings_customise_sources(

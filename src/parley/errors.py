@@ -82,12 +82,24 @@ class PayloadTooLarge(ParleyError):
     code = "request_too_large"
 
 
-class EngineUnavailable(ParleyError):
-    """The engine cannot take the request now (loading, or its queue is full). Clients should retry."""
+class ServiceUnavailable(ParleyError):
+    """A part of the server cannot take the request now. Clients should retry."""
 
     status = 503
     type = "server_error"
+    code = "service_unavailable"
+
+
+class EngineUnavailable(ServiceUnavailable):
+    """The engine cannot take the request now (loading, or its queue is full)."""
+
     code = "engine_unavailable"
+
+
+class GuardsUnavailable(ServiceUnavailable):
+    """The guards are still loading, or failed to load: no request is served unguarded."""
+
+    code = "guards_unavailable"
 
 
 class EngineOverloaded(EngineUnavailable):

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 
+import llama_cpp
 import pytest
 
-from parley.config import Settings
-from parley.engines.base import GenerationRequest, SamplingParams
+from parley.config import LlamaCppSpec
+from parley.engines.base import AdapterRef, GenerationRequest, SamplingParams
 from parley.engines.llamacpp.engine import LlamaCppEngine
-from parley.errors import ContextLengthExceeded, EngineOverloaded
+from parley.errors import ContextLengthExceeded, EngineOverloaded, InvalidRequest
 
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = LlamaCppEngine(Settings(slots=2, ctx=512, max_queue=1, threads=2))
+    eng = LlamaCppEngine(LlamaCppSpec(slots=2, ctx=512, max_queue=1, threads=2))
     yield eng
     eng.close()
+
+
+def cached_prefix_state(engine, slot_id, n):
+    """A slot's KV cache cut to its first `n` tokens, as llama.cpp serialises it (positions, then the keys and
+    values of every layer), with the sequence id each cell is tagged with blanked out."""
+    batcher = engine.batcher
+    llama_cpp.llama_memory_seq_rm(batcher.mem, slot_id, n, -1)
+    del batcher.slots[slot_id].tokens[n:]
+    size = llama_cpp.llama_state_seq_get_size(batcher.ctx, slot_id)
+    buf = (ctypes.c_uint8 * size)()
+    assert llama_cpp.llama_state_seq_get_data(batcher.ctx, buf, size, slot_id) == size
+    data = bytearray(buf)
+    data[4:8] = bytes(4)  # after a magic number, the sequence id
+    n_stream, cells = int.from_bytes(data[8:12], "little"), int.from_bytes(data[12:16], "little")
+    assert n_stream == 1 and cells == n  # one unified stream holding the n cells of the prefix
+    at = 16
+    for _ in range(cells):  # per cell: position, number of sequence ids, the ids
+        n_ids = int.from_bytes(data[at + 4 : at + 8], "little")
+        data[at + 8 : at + 8 + 4 * n_ids] = bytes(4 * n_ids)
+        at += 8 + 4 * n_ids
+    return bytes(data)
 
 
 def chat_tokens(engine, text, system=None):
@@ -28,7 +51,7 @@ async def collect(engine, tokens, **params):
     params.setdefault("max_tokens", 16)
     params.setdefault("temperature", 0.0)
     text, last = [], None
-    async for chunk in await engine.generate(GenerationRequest("t", tokens, SamplingParams(**params))):
+    async for chunk in await engine.generate(GenerationRequest("t", SamplingParams(**params), tokens)):
         text.append(chunk.text)
         last = chunk
     return "".join(text), last
@@ -80,8 +103,11 @@ def test_requests_arriving_together_share_their_prefix(engine):
     (text_a, last_a), (text_b, last_b) = asyncio.run(both())
     assert last_a.stats.cached_tokens == 0
     assert last_b.stats.cached_tokens == shared  # followed the first request and copied its prefix
-    alone = [asyncio.run(collect(engine, p, max_tokens=12))[0] for p in prompts]
-    assert [text_a, text_b] == alone  # copied prefixes give the same greedy answers as computed ones
+    assert text_a.strip() and text_b.strip()
+    # What the copy guarantees: the follower's cache holds exactly the leader's keys and values for the prefix.
+    # (Whole greedy answers are not guaranteed here: with a unified KV cache the sums round by cell layout.)
+    a, b = (cached_prefix_state(engine, slot.id, shared) for slot in engine.batcher.slots)
+    assert a == b and len(a) > shared * 1000
 
 
 def test_stop_sequence_and_ignore_eos(engine):
@@ -109,10 +135,10 @@ def test_cancelling_frees_the_slot_and_the_queue_bounds_admission(engine):
     async def main():
         tokens = chat_tokens(engine, "Tell a long story.")
         params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
-        streams = [await engine.generate(GenerationRequest(f"r{i}", tokens, params)) for i in range(3)]
+        streams = [await engine.generate(GenerationRequest(f"r{i}", params, tokens)) for i in range(3)]
         await anext(streams[0])  # slots: 2 running; queue: 1 waiting
         with pytest.raises(EngineOverloaded):
-            await engine.generate(GenerationRequest("over", tokens, params))
+            await engine.generate(GenerationRequest("over", params, tokens))
         for s in streams:
             await s.aclose()
         for _ in range(100):
@@ -128,7 +154,7 @@ def test_cancelling_frees_the_slot_and_the_queue_bounds_admission(engine):
 
 
 def test_quantised_kv_cache_serves_the_same_greedy_start(engine):
-    small = LlamaCppEngine(Settings(slots=1, ctx=512, kv_cache="q8_0", threads=2))
+    small = LlamaCppEngine(LlamaCppSpec(slots=1, ctx=512, kv_cache="q8_0", threads=2))
     try:
         assert small.info.details["kv_cache"] == "q8_0"
         text, last = asyncio.run(collect(small, chat_tokens(small, "Name a planet."), max_tokens=8))
@@ -137,3 +163,39 @@ def test_quantised_kv_cache_serves_the_same_greedy_start(engine):
         assert text.split()[:2] == reference.split()[:2]
     finally:
         small.close()
+
+
+def test_stop_sequences_count_as_stops_and_closing_counts_as_a_cancellation(engine):
+    before = engine.status()
+    tokens = chat_tokens(engine, "Count from 1 to 10, separated by commas.")
+    _, last = asyncio.run(collect(engine, tokens, max_tokens=40, stop=["3"]))
+    assert last.finish_reason == "stop"
+
+    async def cancel_one():
+        params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
+        stream = await engine.generate(GenerationRequest("gone", params, tokens))
+        await anext(stream)
+        await stream.aclose()
+
+    asyncio.run(cancel_one())
+    for _ in range(100):
+        after = engine.status()
+        if after["slots_busy"] == 0:
+            break
+        asyncio.run(asyncio.sleep(0.02))
+    assert after["requests_stopped"] == before["requests_stopped"] + 1
+    assert after["requests_cancelled"] == before["requests_cancelled"] + 1
+
+
+def test_a_request_for_an_adapter_is_refused_by_an_engine_without_adapters(engine):
+    assert engine.info.capabilities.adapters is False
+    request = GenerationRequest("a", SamplingParams(max_tokens=4), chat_tokens(engine, "Hi"), adapter=AdapterRef("x"))
+    with pytest.raises(InvalidRequest):
+        asyncio.run(engine.generate(request))
+
+
+def test_a_generation_request_carries_tokens_or_messages():
+    with pytest.raises(ValueError):
+        GenerationRequest("x", SamplingParams(max_tokens=4))
+    with pytest.raises(ValueError):
+        GenerationRequest("x", SamplingParams(max_tokens=4), [1], messages=[{"role": "user", "content": "hi"}])

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from parley.server.auth import PUBLIC_PATHS
-from tests.conftest import MODEL, Server, start_server, stop_server
+from tests.conftest import MODEL, Server, start_server, step_detail, stop_server
 
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -245,7 +245,7 @@ def test_per_key_guard_policy(keyed):
                       headers={"Authorization": f"Bearer {lenient}", "X-Parley-Trace": "1"},
                       json={"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": attack}]})
     assert resp.status_code == 200
-    verdict = resp.json()["parley_trace"][1]["detail"]["input_guard"][0]
+    verdict = step_detail(resp.json()["parley_trace"], "guard_input")["verdicts"][0]
     assert verdict["action"] == "flag" and verdict["findings"][0]["kind"] == "injection"
     bad = keys_cli(data, "create", "--name", "x", "--policy", "pii=explode")
     assert bad.returncode == 2 and "bad action" in bad.stderr

@@ -33,9 +33,11 @@ def slots_busy(url: str) -> int:
     return httpx.get(url + "/parley/status").json()["models"][MODEL]["slots_busy"]
 
 
-def test_sixteen_concurrent_streams_each_answer_their_own_prompt(wide_server):
+def ask_code_words(url: str, words: list[str]) -> list[tuple[str, str | None]]:
+    """Each word's question, streamed, all at once: (answer, finish reason) per word."""
+
     async def main():
-        c = openai.AsyncOpenAI(base_url=wide_server.url + "/v1", api_key="x", max_retries=0, timeout=120)
+        c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
 
         async def ask(word):
             prompt = f"The secret code word is {word}. What is the secret code word?"
@@ -48,44 +50,36 @@ def test_sixteen_concurrent_streams_each_answer_their_own_prompt(wide_server):
                 if chunk.choices:
                     parts.append(chunk.choices[0].delta.content or "")
                     finish = chunk.choices[0].finish_reason or finish
-            return "".join(parts).lower(), finish
+            return "".join(parts), finish
 
-        return await asyncio.gather(*(ask(w) for w in WORDS))
+        return await asyncio.gather(*(ask(w) for w in words))
 
-    results = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_concurrent_greedy_answers_equal_each_prompts_own_sequential_answer(server):
+    """Isolation, judged against each prompt's own answer on the same server: with `--deterministic`, a greedy
+    answer does not depend on what else is decoded, so 16 requests at once (4 slots, 12 queued, prefixes copied
+    between slots) must give exactly the answers the same prompts get one at a time."""
+    sequential = [ask_code_words(server.url, [w])[0] for w in WORDS]
+    concurrent = ask_code_words(server.url, WORDS)
+    assert all(finish in ("stop", "length") for _, finish in concurrent)
+    assert concurrent == sequential
+    status = httpx.get(server.url + "/parley/status").json()["models"][MODEL]
+    assert status["deterministic"] is True and status["slots_busy"] == 0
+
+
+def test_sixteen_concurrent_streams_share_engine_steps(wide_server):
+    """The default (unified KV) layout: 16 streams decode together, each with its own prompt's token count."""
+    before = httpx.get(wide_server.url + "/parley/status").json()["models"][MODEL]
+    results = ask_code_words(wide_server.url, WORDS)
     assert len(results) == 16
-    for word, (text, finish) in zip(WORDS, results, strict=True):
-        assert finish in ("stop", "length")
-        assert not [w for w in WORDS if w != word and w in text], f"{word!r} got another request's word: {text!r}"
-    own = sum(word in text for word, (text, _) in zip(WORDS, results, strict=True))
-    assert own >= 14, results
+    assert all(text.strip() and finish in ("stop", "length") for text, finish in results)
     status = httpx.get(wide_server.url + "/parley/status").json()["models"][MODEL]
-    assert status["slots_busy"] == 0
-    assert status["steps"] < status["generated_tokens"]  # tokens of many sequences shared engine steps
-
-
-def test_concurrent_answers_match_their_prompts_and_mostly_the_sequential_ones(wide_server):
-    """Batching must not mix requests up. Greedy answers usually equal the one-at-a-time answers; llama.cpp's
-    float sums depend on the batch's shape, so a near-tie may flip a later token, which is not a bug."""
-    c = openai.OpenAI(base_url=wide_server.url + "/v1", api_key="x", max_retries=0)
-    prompts = [f"Write one sentence about the number {i}." for i in range(6)]
-
-    def ask(p):
-        return c.chat.completions.create(
-            model=MODEL, temperature=0, max_tokens=32, messages=[{"role": "user", "content": p}]
-        ).choices[0].message.content
-
-    sequential = [ask(p) for p in prompts]
-
-    async def together():
-        return await asyncio.gather(*(asyncio.to_thread(ask, p) for p in prompts))
-
-    batched = asyncio.run(together())
-    for i, answer in enumerate(batched):
-        assert f"number {i}" in answer.lower(), (i, answer)
-        assert not [j for j in range(6) if j != i and f"number {j}" in answer.lower()], (i, answer)
-        assert answer.split()[:4] == sequential[i].split()[:4], (answer, sequential[i])
-    assert sum(a == b for a, b in zip(sequential, batched, strict=True)) >= 3
+    assert status["slots_busy"] == 0 and status["kv_layout"] == "unified"
+    steps = status["steps"] - before["steps"]
+    tokens = status["generated_tokens"] - before["generated_tokens"]
+    assert steps < tokens / 4  # tokens of many sequences shared each engine step
 
 
 def test_client_disconnect_frees_the_slot(narrow_server):

@@ -58,6 +58,14 @@ CASES = [
     ("completion-echo", "/v1/completions", {"model": MODEL, "prompt": "a", "echo": True}, 400, None, "echo"),
     ("completion-bad-token-id", "/v1/completions", {"model": MODEL, "prompt": [1, 99_999_999]}, 400, None,
      "prompt"),
+    ("lone-surrogate", CHAT, b'{"model": "x", "messages": [{"role": "user", "content": "\\ud800 hi"}]}', 400,
+     "invalid_value", "messages[0].content"),
+    ("lone-surrogate-stop", CHAT, b'{"model": "x", "messages": [{"role": "user", "content": "hi"}], '
+     b'"stop": ["\\udfff"]}',
+     400, "invalid_value", "stop[0]"),
+    ("lone-surrogate-tokenize", "/tokenize", b'{"model": "x", "prompt": "a\\ud83d"}', 400, "invalid_value", "prompt"),
+    ("completion-context-overflow", "/v1/completions", {"model": MODEL, "prompt": "word " * 3000}, 400,
+     "context_length_exceeded", "prompt"),
     ("unknown-model-retrieve", "/v1/models/nope", None, 404, "model_not_found", "model"),
     ("unknown-path", "/v1/nothing-here", None, 404, "not_found", None),
 ]  # fmt: skip

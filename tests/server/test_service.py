@@ -104,3 +104,20 @@ def test_any_gguf_serves_by_path(tmp_path):
         assert c.models.retrieve("my-model").model_extra["context_window"] == 512
     finally:
         stop_server(srv)
+
+
+def test_tokenize_counts_the_prompt_the_model_sees(http, client, reference_llama):
+    """The same steps as a chat completion: normalisation, the input guard's canary, the template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    system = {"role": "system", "content": "You are the helpdesk."}
+    messages = [system, {"role": "user", "content": "Reset\u200b my   router, please."}]
+    counted = http.post("/tokenize", json={"model": MODEL, "messages": messages}).json()
+    resp = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)
+    assert counted["count"] == resp.usage.prompt_tokens
+    clean = [system, {"role": "user", "content": "Reset my router, please."}]
+    assert http.post("/tokenize", json={"model": MODEL, "messages": clean}).json()["count"] == counted["count"]
+    template = reference_llama.metadata["tokenizer.chat_template"]
+    plain = Jinja2ChatFormatter(template, "<|im_end|>", "<|im_start|>")(messages=clean).prompt
+    without_canary = len(reference_llama.tokenize(plain.encode(), add_bos=False, special=True))
+    assert counted["count"] > without_canary + 10  # the canary instruction planted in the system prompt

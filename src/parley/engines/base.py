@@ -1,8 +1,12 @@
-"""The Engine seam: what the pipeline needs from anything that can run a model."""
+"""The Engine seam: what the pipeline needs from anything that can run a model.
+
+An engine takes a `GenerationRequest` (prompt token ids, or chat messages for an engine that applies its own
+template, with per-request sampling and an optional adapter) and streams `Chunk`s. What it can do is declared
+in `ModelInfo.capabilities`; the pipeline asks, never probes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,11 +34,29 @@ class SamplingParams:
     grammar: str | None = None  # GBNF, for constrained decoding
 
 
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter applied to one request, by name, at a scale. Its identity is part of the KV cache's:
+    a prompt prefix computed under one adapter is never reused under another."""
+
+    name: str
+    scale: float = 1.0
+
+
 @dataclass
 class GenerationRequest:
+    """Exactly one of `prompt_tokens` (engines with `capabilities.chat_template`: the pipeline rendered and
+    tokenised the prompt) and `messages` (engines that apply their own template, such as an upstream server)."""
+
     id: str
-    prompt_tokens: list[int]
     params: SamplingParams
+    prompt_tokens: list[int] | None = None
+    messages: list[dict[str, Any]] | None = None
+    adapter: AdapterRef | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt_tokens is None) == (self.messages is None):
+            raise ValueError("a generation request carries either prompt_tokens or messages")
 
 
 @dataclass
@@ -45,28 +67,76 @@ class GenerationStats:
 
 
 @dataclass
+class ToolCallFragment:
+    """A piece of one tool call in a stream, as OpenAI streams them: `id` and `name` arrive once, in the first
+    fragment of the call at `index`; `arguments` arrive as string pieces that concatenate to JSON."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
 class Chunk:
-    """A piece of generated text. The last chunk of a stream carries `finish_reason` and `stats`."""
+    """A piece of a generation. The last chunk of a stream carries `finish_reason` and `stats`.
+
+    `text` is answer content; `reasoning` is thinking text a reasoning model emits apart from the answer;
+    `tool_calls` are fragments of function calls.
+    """
 
     text: str
     n_tokens: int = 0
     finish_reason: str | None = None
     stats: GenerationStats | None = None
+    reasoning: str = ""
+    tool_calls: list[ToolCallFragment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do. Each flag is a promise the pipeline relies on."""
+
+    chat_template: bool = True  # renders and tokenises locally: the pipeline sends token ids
+    grammar: bool = True  # GBNF-constrained decoding (response_format)
+    tools: bool = False  # tool calls in the stream
+    logit_bias: bool = True
+    adapters: bool = False  # per-request LoRA adapters
+    embeddings: bool = False
 
 
 @dataclass
 class ModelInfo:
     id: str
-    path: str
+    kind: str  # the engine kind that serves it, as declared in settings ("llamacpp", ...)
+    source: str  # a GGUF path, or an upstream URL
     context_window: int  # per sequence
     n_vocab: int
     created: int
+    capabilities: Capabilities = field(default_factory=Capabilities)
     owned_by: str = "parley"
     details: dict[str, Any] = field(default_factory=dict)
 
 
+class GenerationStream(Protocol):
+    """What `Engine.generate` returns: the request's chunks.
+
+    `stop()` ends the request early because the caller has what it wants (a stop sequence, a post-processing
+    step); `aclose()` cancels it (the client left). Either frees its slot, whether or not the stream was read.
+    """
+
+    def __aiter__(self) -> GenerationStream: ...
+
+    async def __anext__(self) -> Chunk: ...
+
+    async def stop(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Engine(Protocol):
-    """A model that can be prompted. Implementations: `parley.engines.llamacpp.LlamaCppEngine`."""
+    """A model that can be prompted. Implementations: `parley.engines.llamacpp.LlamaCppEngine`,
+    `parley.engines.scripted.ScriptedEngine` (a fake for tests)."""
 
     info: ModelInfo
 
@@ -78,12 +148,8 @@ class Engine(Protocol):
 
     def special_token_texts(self) -> list[str]: ...
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
-        """Admit the request now (raising `EngineOverloaded` if it cannot wait) and stream its output.
-
-        The returned iterator has `aclose()`: it cancels the request and frees its slot, whether or not
-        the stream was iterated.
-        """
+    async def generate(self, request: GenerationRequest) -> GenerationStream:
+        """Admit the request now (raising `EngineOverloaded` if it cannot wait) and stream its output."""
         ...
 
     def status(self) -> dict[str, Any]: ...

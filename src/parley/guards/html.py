@@ -9,10 +9,11 @@ from typing import Any
 
 import nh3
 
+from parley.markdown import Fence, fence_opened_by, undecided
+
 TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]{0,500})>|<!--[\s\S]*?-->")
 DANGEROUS_BLOCK = re.compile(r"<(script|style|iframe|object|embed|svg|math|template)\b[\s\S]*?</\1\s*>", re.I)
 UNSAFE_LINK = re.compile(r"\]\(\s*(?:javascript|vbscript|data):", re.I)
-FENCE = re.compile(r"^ {0,3}(```|~~~)", re.M)  # CommonMark: a fence starts a line
 SAFE_TAGS = {"b", "i", "em", "strong", "code", "pre", "br", "p", "ul", "ol", "li", "sub", "sup", "kbd", "a"}
 MAX_HOLD = 500
 
@@ -47,56 +48,64 @@ def sanitize_markdown(text: str) -> tuple[str, int]:
 
 
 class HtmlSanitizer:
-    """Streaming form. Fenced code blocks (a fence starts a line) stream through untouched; outside them only
-    an unclosed tag, inline-code span or link target, or a line that may become a fence, is held back."""
+    """Streaming form. Fenced code blocks (`parley.markdown`) stream through untouched; outside them only an
+    unclosed tag, inline-code span or link target, or a last line that may still be a fence line, is held."""
 
     name = "html"
 
     def __init__(self) -> None:
         self.stop = False
         self._pending = ""
-        self._fence: str | None = None  # the fence that opened the current code block
+        self._fence: Fence | None = None  # the fence that opened the current code block
         self._line_start = True  # whether _pending begins at the start of a line
         self.changes = 0
 
-    def _find_fence(self, text: str, kind: str | None) -> re.Match[str] | None:
-        pattern = FENCE if kind is None else re.compile(rf"^ {{0,3}}{re.escape(kind)}", re.M)
-        for m in pattern.finditer(text):
-            if m.start() > 0 or self._line_start:
-                return m
+    def _fence_line(self, text: str) -> tuple[int, int, Fence | None] | None:
+        """(start, end, fence) of the first complete line in `text` that opens a fence (outside code) or closes
+        the open one (inside code); `end` is past its newline."""
+        pos = 0 if self._line_start else text.find("\n") + 1
+        while pos > 0 or (pos == 0 and self._line_start):
+            nl = text.find("\n", pos)
+            if nl < 0:
+                return None
+            line = text[pos:nl]
+            if self._fence is None and (fence := fence_opened_by(line)) is not None:
+                return pos, nl + 1, fence
+            if self._fence is not None and self._fence.closed_by(line):
+                return pos, nl + 1, None
+            pos = nl + 1
         return None
+
+    def _hold(self, text: str) -> int:
+        """Where a last, incomplete line that may still be a fence line starts (else the end of `text`)."""
+        last = text.rfind("\n") + 1
+        if last == 0 and not self._line_start:
+            return len(text)
+        return last if text[last:] and undecided(text[last:]) else len(text)
 
     def feed(self, text: str, tokens_left: int) -> str:
         self._pending += text
         out: list[str] = []
         while self._pending:
+            found = self._fence_line(self._pending)
             if self._fence is not None:
-                close = self._find_fence(self._pending, self._fence)
-                if close is None:
-                    keep = self._hold_partial_fence(self._pending)
-                    out.append(self._emit(self._pending[:keep], clean=False))
+                if found is None:
+                    out.append(self._emit(self._pending[: self._hold(self._pending)], clean=False))
                     break
-                out.append(self._emit(self._pending[: close.end()], clean=False))
+                out.append(self._emit(self._pending[: found[1]], clean=False))
                 self._fence = None
                 continue
-            fence = self._find_fence(self._pending, None)
-            segment = self._pending if fence is None else self._pending[: fence.start()]
-            cut = len(segment) if fence is not None else self._safe_end(segment)
+            segment = self._pending if found is None else self._pending[: found[0]]
+            cut = len(segment) if found is not None else self._safe_end(segment)
             out.append(self._emit(segment[:cut], clean=True))
-            if fence is None or cut < len(segment):
+            if found is None or cut < len(segment):
                 break
-            self._fence = fence.group(1)
-            out.append(self._emit(self._pending[: fence.end() - fence.start()], clean=False))
+            self._fence = found[2]
+            out.append(self._emit(self._pending[: found[1] - found[0]], clean=False))
         return "".join(out)
 
-    @staticmethod
-    def _hold_partial_fence(text: str) -> int:
-        """Hold a last line that could still grow into a fence (spaces, then up to two backticks/tildes)."""
-        last = text.rfind("\n") + 1
-        return last if re.fullmatch(r" {0,3}(`{1,2}|~{1,2})?", text[last:]) and text[last:] else len(text)
-
     def _safe_end(self, segment: str) -> int:
-        cut = self._hold_partial_fence(segment)
+        cut = self._hold(segment)
         if segment[:cut].endswith("]"):  # a link target may follow
             cut -= 1
         for opener, closer in (("<", ">"), ("](", ")"), ("`", "`")):

@@ -12,7 +12,6 @@ card number with spaces, an open private-key block), so ordinary text streams th
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -28,10 +27,6 @@ MAX_RUN = 2000  # a run longer than this is released in parts (never splitting a
 MAX_KEY_BLOCK = 6000
 OVERLAP = 256  # released text re-scanned with the next chunk: a label and its value may straddle a release
 SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
-
-
-def new_canary() -> str:
-    return f"pc-{secrets.token_hex(6)}"
 
 
 def canary_instruction(canary: str) -> str:
@@ -58,6 +53,7 @@ def _run_start(text: str) -> int:
 
 class OutputGuard:
     name = "output_guard"
+    stop_reason = "content_filter"
 
     def __init__(
         self,

@@ -6,7 +6,6 @@ import hashlib
 import secrets
 
 from parley.guards.base import Policy
-from parley.guards.html import HtmlSanitizer
 from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
 from parley.guards.pii import PIIScanner
@@ -53,15 +52,10 @@ class Guards:
     def offensive_scores(self, texts: list[str]) -> list[float]:
         return [float(p) for p in self._predict(texts)]
 
-    def output_filters(
-        self, key_policy: str | None, canary: str | None, system_prompt: str | None, *, markdown: bool
-    ) -> list[HtmlSanitizer | OutputGuard]:
-        """The HTML sanitiser (for markdown answers, when the policy has it), then the output guard: removing
-        a tag must not join the halves of a secret the guard would otherwise have seen apart."""
-        policy = self.output_policy(key_policy)
-        guard = OutputGuard(policy, [PIIScanner(), SecretScanner()], canary=canary, system_prompt=system_prompt,
-                            offensive=self.offensive_scores)  # fmt: skip
-        return [HtmlSanitizer(), guard] if markdown and "html" in policy.actions else [guard]
+    def output_guard(self, key_policy: str | None, canary: str | None, system_prompt: str | None) -> OutputGuard:
+        """The streaming output guard for one answer, under the caller's policy."""
+        return OutputGuard(self.output_policy(key_policy), [PIIScanner(), SecretScanner()], canary=canary,
+                           system_prompt=system_prompt, offensive=self.offensive_scores)  # fmt: skip
 
 
 class GuardsHolder:
@@ -100,8 +94,8 @@ class GuardsHolder:
         if not self.enabled:
             return None
         if self.guards is None:
-            from parley.errors import EngineUnavailable
+            from parley.errors import GuardsUnavailable
 
             why = f"the guards failed to load: {self.error}" if self.error else "the guards are still loading"
-            raise EngineUnavailable(f"Not ready: {why}.", headers={"Retry-After": "2"})
+            raise GuardsUnavailable(f"Not ready: {why}.", headers={"Retry-After": "2"})
         return self.guards

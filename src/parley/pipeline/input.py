@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from parley.engines.base import Engine
 from parley.errors import InvalidRequest
+from parley.pipeline.context import TurnContext
 from parley.pipeline.structured import parse_json_object, render_structured
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
@@ -19,15 +18,14 @@ STRUCTURED_PREAMBLE = "Structured input (JSON, rendered as an outline):\n"
 class InputStage:
     name = "input"
 
-    def __init__(self, find_engine: Callable[[str], Engine], *, max_messages: int, max_message_chars: int) -> None:
-        self.find_engine = find_engine
+    def __init__(self, *, max_messages: int, max_message_chars: int) -> None:
         self.max_messages = max_messages
         self.max_message_chars = max_message_chars
 
-    def run(self, turn: Turn) -> None:
+    def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request
-        turn.engine = self.find_engine(req.model)  # raises ModelNotFound
-        turn.model = turn.engine.info.id
+        ctx.engine = ctx.find_engine(req.model)  # raises ModelNotFound
+        turn.model = ctx.engine.info.id
         if req.n != 1:
             raise InvalidRequest("Only n=1 is supported.", param="n")
         if req.stream_options is not None and not req.stream:
@@ -41,7 +39,7 @@ class InputStage:
             self._completion(turn, req)
 
     def _chat(self, turn: Turn, req: ChatCompletionRequest) -> None:
-        if req.tools:
+        if req.tools:  # tool calling arrives with engines that declare `capabilities.tools`
             raise InvalidRequest("Tool calling is not supported by this server.", param="tools")
         if req.logprobs:
             raise InvalidRequest("logprobs are not supported by this server.", param="logprobs")

@@ -1,15 +1,16 @@
-"""Stage 3, model: choose the sampling parameters (the client's, or the complexity estimate's) and start
-generation on the engine. Admission happens here, before any byte of the response is sent."""
+"""Stage 3, model: step `params` chooses the sampling parameters (the client's, or the complexity estimate's),
+then the stage starts generation on the engine. Admission happens here, before any byte of the response is
+sent."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-from parley.engines.base import Chunk, GenerationRequest, SamplingParams
-from parley.errors import ContextLengthExceeded
+from parley.engines.base import Chunk, GenerationRequest, GenerationStream, SamplingParams
+from parley.errors import InvalidRequest
 from parley.pipeline.complexity import estimate
+from parley.pipeline.context import TurnContext
+from parley.pipeline.preprocess.limits import asked_max_tokens
+from parley.pipeline.stage import TurnStep, run_steps
 from parley.pipeline.turn import Delta, Turn
-from parley.protocol.openai import ChatCompletionRequest
 
 JSON_MAX_TOKENS = 512
 # Under a grammar, a small model that starts repeating never closes the string or the object: a light
@@ -19,30 +20,20 @@ JSON_REPETITION_PENALTY = 1.1
 JSON_DRY_MULTIPLIER = 0.8
 
 
-class ModelStage:
-    name = "model"
+class Params:
+    """Step `params`: the client's sampling parameters; where it left `max_tokens` or `temperature` unset,
+    the complexity estimate's (docs/pipeline.md)."""
 
-    async def open(self, turn: Turn) -> ModelStream:
-        turn.params = self.decide(turn)
-        engine = turn.engine_required
-        if turn.refusal is not None:  # decided before the model: no compute spent
-            turn.note(self.name, skipped="refusal")
-            n = len(engine.tokenize(turn.refusal, special=False))
-            return ModelStream(turn, _canned(Chunk(turn.refusal, n, "stop")), self.name)
-        chunks = await engine.generate(GenerationRequest(turn.id, turn.prompt_tokens, turn.params))
-        return ModelStream(turn, chunks, self.name)
+    name = "params"
+    default = True
 
-    def decide(self, turn: Turn) -> SamplingParams:
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return True
+
+    def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request
-        asked = getattr(req, "max_completion_tokens", None) or req.max_tokens
-        room = turn.engine_required.info.context_window - len(turn.prompt_tokens)
-        if asked is not None and asked > room:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {turn.engine_required.info.context_window} tokens. "
-                f"However, you requested {len(turn.prompt_tokens) + asked} tokens "
-                f"({len(turn.prompt_tokens)} in the messages, {asked} in the completion).",
-                param="max_tokens",
-            )
+        asked = asked_max_tokens(turn)
+        room = ctx.engine_required.info.context_window - len(turn.prompt_tokens)
         decision: dict[str, object] = {}
         max_tokens, temperature = asked, req.temperature
         if max_tokens is None or temperature is None:
@@ -50,8 +41,7 @@ class ModelStage:
             guess = estimate(user_text)
             decision["complexity"] = {"score": guess.score, "tier": guess.tier, **guess.features}
             if max_tokens is None:
-                max_tokens = JSON_MAX_TOKENS if turn.grammar else guess.max_tokens
-                max_tokens = min(max_tokens, room)
+                max_tokens = min(JSON_MAX_TOKENS if turn.grammar else guess.max_tokens, room)
                 decision["max_tokens_from"] = "estimate"
             if temperature is None:
                 temperature = 0.2 if turn.grammar else guess.temperature
@@ -62,7 +52,7 @@ class ModelStage:
         if turn.grammar and not client_penalties:
             repetition_penalty, dry = JSON_REPETITION_PENALTY, JSON_DRY_MULTIPLIER
             decision["penalties_from"] = "json_default"
-        params = SamplingParams(
+        turn.params = SamplingParams(
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=req.top_p if req.top_p is not None else 1.0,
@@ -81,32 +71,71 @@ class ModelStage:
             ignore_eos=req.ignore_eos,
             grammar=turn.grammar,
         )
+        p = turn.params
         turn.note(
             self.name,
-            engine=turn.engine_required.status().get("engine", "unknown"),
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed,
-            repetition_penalty=params.repetition_penalty,
-            dry_multiplier=params.dry_multiplier,
-            constrained=turn.grammar is not None,
-            chat_request=isinstance(req, ChatCompletionRequest),
-            **decision,
-        )
-        return params
+            max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
+            repetition_penalty=p.repetition_penalty, dry_multiplier=p.dry_multiplier,
+            constrained=turn.grammar is not None, **decision,
+        )  # fmt: skip
 
 
+MODEL_STEPS: dict[str, TurnStep] = {"params": Params()}
 
-async def _canned(chunk: Chunk) -> AsyncIterator[Chunk]:
-    yield chunk
+
+class ModelStage:
+    name = "model"
+
+    def __init__(self, steps: list[TurnStep] | None = None) -> None:
+        self.steps = steps if steps is not None else list(MODEL_STEPS.values())
+
+    async def open(self, turn: Turn, ctx: TurnContext) -> ModelStream:
+        """Decide the parameters (timed as steps of this stage) and admit the request to the engine."""
+        run_steps(self.name, self.steps, turn, ctx)
+        engine = ctx.engine_required
+        assert turn.params is not None
+        turn.note(self.name, engine=engine.info.kind, model=engine.info.id)
+        if turn.guard.refusal is not None:  # decided before the model: no compute spent
+            turn.note(self.name, skipped="refusal")
+            n = len(engine.tokenize(turn.guard.refusal, special=False)) if engine.info.capabilities.chat_template else 0
+            return ModelStream(turn, CannedStream(Chunk(turn.guard.refusal, n, "stop")), self.name)
+        if turn.adapter is not None and not engine.info.capabilities.adapters:
+            raise InvalidRequest(f"The model `{turn.model}` serves no adapters.", param="model")
+        if engine.info.capabilities.chat_template or turn.kind == "completion":
+            request = GenerationRequest(turn.id, turn.params, prompt_tokens=turn.prompt_tokens, adapter=turn.adapter)
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in turn.messages]
+            request = GenerationRequest(turn.id, turn.params, messages=messages, adapter=turn.adapter)
+        return ModelStream(turn, await engine.generate(request), self.name)
+
+
+class CannedStream:
+    """An answer decided without the model, as a one-chunk stream."""
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.chunk: Chunk | None = chunk
+
+    def __aiter__(self) -> CannedStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self.chunk is None:
+            raise StopAsyncIteration
+        chunk, self.chunk = self.chunk, None
+        return chunk
+
+    async def stop(self) -> None:
+        self.chunk = None
+
+    async def aclose(self) -> None:
+        self.chunk = None
 
 
 class ModelStream:
-    """The engine's chunks as deltas; records the engine's counters on the turn. `aclose()` always
-    reaches the engine, even if iteration never started."""
+    """The engine's chunks as deltas; records the engine's counters on the turn. `stop()` and `aclose()`
+    always reach the engine, even if iteration never started."""
 
-    def __init__(self, turn: Turn, chunks: AsyncIterator[Chunk], stage: str) -> None:
+    def __init__(self, turn: Turn, chunks: GenerationStream | CannedStream, stage: str) -> None:
         self.turn, self.chunks, self.stage = turn, chunks, stage
 
     def __aiter__(self) -> ModelStream:
@@ -116,10 +145,13 @@ class ModelStream:
         chunk = await anext(self.chunks)
         if chunk.stats is not None:
             self.turn.usage.cached_tokens = chunk.stats.cached_tokens
+            if not self.turn.prompt_tokens:  # an engine that took messages counted the prompt itself
+                self.turn.usage.prompt_tokens = chunk.stats.prompt_tokens
             self.turn.note(self.stage, cached_prompt_tokens=chunk.stats.cached_tokens)
-        return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason)
+        return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls))
+
+    async def stop(self) -> None:
+        await self.chunks.stop()
 
     async def aclose(self) -> None:
-        aclose = getattr(self.chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self.chunks.aclose()

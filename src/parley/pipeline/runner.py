@@ -1,78 +1,123 @@
-"""The pipeline runner: drives a turn through the six stages and assembles the trace."""
+"""The pipeline runner: drives a turn through the six stages, assembles the trace, and fires the turn-end hook
+exactly once whatever the turn's end."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from parley.config import Settings
 from parley.engines.base import Engine
-from parley.guards.service import Guards
+from parley.pipeline.context import TurnContext
 from parley.pipeline.final import FinalStage
+from parley.pipeline.hooks import TurnEndHook
 from parley.pipeline.input import InputStage
-from parley.pipeline.model import ModelStage, ModelStream
+from parley.pipeline.model import MODEL_STEPS, ModelStage, ModelStream
 from parley.pipeline.output import OutputStage
-from parley.pipeline.postprocess import PostprocessStage
-from parley.pipeline.preprocess import PreprocessStage
-from parley.pipeline.stage import StageClock, record, record_streams, run_timed
+from parley.pipeline.postprocess import POSTPROCESS, PostprocessStage
+from parley.pipeline.preprocess import PREPROCESS
+from parley.pipeline.stage import StageClock, record_streams, run_stage, select
 from parley.pipeline.turn import Delta, Turn
 from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completion
 
+if TYPE_CHECKING:
+    from parley.guards.service import Guards
+    from parley.store.keys import ApiKey
+
 
 class Pipeline:
+    """The stages, each with its steps as configured (`Settings.preprocess_steps`, `postprocess_steps`)."""
+
     def __init__(
         self,
         find_engine: Callable[[str], Engine],
         settings: Settings,
         find_guards: Callable[[], Guards | None] = lambda: None,
     ) -> None:
+        self.find_engine = find_engine
         self.find_guards = find_guards
-        self.input = InputStage(
-            find_engine, max_messages=settings.max_messages, max_message_chars=settings.max_message_chars
-        )
-        self.preprocess = PreprocessStage()
-        self.model = ModelStage()
+        self.input = InputStage(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
+        self.preprocess = select(settings.preprocess_steps, PREPROCESS, "preprocess")
+        self.model = ModelStage(list(MODEL_STEPS.values()))
         self.output = OutputStage()
-        self.postprocess = PostprocessStage()
+        self.postprocess = PostprocessStage(select(settings.postprocess_steps, POSTPROCESS, "postprocess"))
         self.final = FinalStage()
+        self.turn_end = TurnEndHook()
 
-    async def start(self, turn: Turn) -> Run:
-        """Run the stages up to admission. Bad input and a full engine raise here, before any response."""
-        turn.guards = self.find_guards()
-        await asyncio.to_thread(self._prepare, turn)  # scanning and tokenising stay off the event loop
-        model_clock = StageClock(self.model.name)
+    async def start(self, turn: Turn, key: ApiKey | None = None) -> Run:
+        """Run the stages up to admission. Bad input and a full engine raise here, before any response; the
+        turn then ends as failed (the turn-end hook runs) before the error propagates."""
+        ctx = TurnContext(self.find_engine, key=key)
+        try:
+            await asyncio.to_thread(self._prepare, turn, ctx)  # scanning and tokenising stay off the event loop
+            model_clock = StageClock(self.model.name)
+            start = time.perf_counter()
+            stream = await self.model.open(turn, ctx)
+            model_clock.inclusive += time.perf_counter() - start
+        except BaseException as exc:
+            await self.end(turn, ctx, "failed" if isinstance(exc, Exception) else "cancelled", exc)
+            raise
+        ctx.stop_generation = stream.stop
+        return Run(self, turn, ctx, stream, model_clock)
+
+    async def prepare(self, turn: Turn, key: ApiKey | None = None, *, until: str | None = None) -> TurnContext:
+        """Input and preprocessing only (up to and including step `until`): the prompt as the model would see
+        it, as `/tokenize` reports it. Not a turn that is answered: the turn-end hook does not run."""
+        ctx = TurnContext(self.find_engine, key=key)
+        await asyncio.to_thread(self._prepare, turn, ctx, until)
+        return ctx
+
+    def _prepare(self, turn: Turn, ctx: TurnContext, until: str | None = None) -> None:
         start = time.perf_counter()
-        stream = await self.model.open(turn)
-        model_clock.inclusive += time.perf_counter() - start
-        return Run(self, turn, stream, model_clock)
+        try:
+            self.input.run(turn, ctx)  # the model first: an unknown or broken one is the error to report
+        finally:
+            turn.record(self.input.name, time.perf_counter() - start)
+        ctx.guards = self.find_guards()  # no request is served unguarded: 503 while they load
+        steps, names = self.preprocess, [s.name for s in self.preprocess]
+        if until in names:
+            steps = steps[: names.index(until) + 1]
+        run_stage("preprocess", steps, turn, ctx)
 
-    def _prepare(self, turn: Turn) -> None:
-        run_timed(self.input, turn)
-        run_timed(self.preprocess, turn)
+    async def end(self, turn: Turn, ctx: TurnContext, outcome: str, error: BaseException | None = None) -> None:
+        if turn.outcome is not None:
+            return
+        turn.outcome, turn.error = outcome, error  # type: ignore[assignment]
+        turn.timing.ended = time.perf_counter()
+        await self.turn_end.fire(turn, ctx)
 
 
 class Run:
     """A started turn: consume it whole (`response`) or as OpenAI stream chunks (`chunks`), not both."""
 
-    def __init__(self, pipeline: Pipeline, turn: Turn, stream: ModelStream, model_clock: StageClock):
-        self.pipeline, self.turn, self.source = pipeline, turn, stream
-        self.clocks = [model_clock, StageClock(pipeline.output.name), StageClock(pipeline.postprocess.name)]
-        deltas = model_clock.wrap(stream)
+    def __init__(self, pipeline: Pipeline, turn: Turn, ctx: TurnContext, stream: ModelStream, clock: StageClock):
+        self.pipeline, self.turn, self.ctx, self.source = pipeline, turn, ctx, stream
+        self.clocks = [clock, StageClock(pipeline.output.name), StageClock(pipeline.postprocess.name)]
+        deltas = clock.wrap(stream)
         deltas = self.clocks[1].wrap(pipeline.output.process(turn, deltas))
-        self.deltas: AsyncGenerator[Delta, None] = self.clocks[2].wrap(pipeline.postprocess.process(turn, deltas))
+        post = pipeline.postprocess.process(turn, ctx, deltas)
+        self.deltas: AsyncGenerator[Delta, None] = self.clocks[2].wrap(post)
         self.final_seconds = 0.0
+        self._finished = False
+        self._error: BaseException | None = None
 
     async def response(self) -> ChatCompletion | Completion:
         parts = []
         try:
             async for delta in self.deltas:
                 parts.append(delta.text)
+        except Exception as exc:
+            self._error = exc
+            raise
+        else:
+            start = time.perf_counter()
+            self.turn.text = "".join(parts)
+            self._close_trace(time.perf_counter() - start)
+            self._finished = True
         finally:
-            await self.aclose()
-        start = time.perf_counter()
-        self.turn.text = "".join(parts)
-        self._close_trace(time.perf_counter() - start)
+            await self.aclose()  # the turn ends here: observers see the final text and trace
         return self.pipeline.final.response(self.turn)
 
     async def chunks(self) -> AsyncIterator[ChatCompletionChunk | Completion]:
@@ -83,9 +128,10 @@ class Run:
             async for delta in self.deltas:
                 start = time.perf_counter()
                 out: list[ChatCompletionChunk | Completion] = []
-                if delta.text:
+                if delta.text or delta.reasoning or delta.tool_calls:
                     parts.append(delta.text)
-                    out.append(final.chunk(turn, delta.text, role=not role_sent))  # first token rides with role
+                    out.append(final.chunk(turn, delta.text or None, role=not role_sent, reasoning=delta.reasoning,
+                                           tool_calls=delta.tool_calls))  # fmt: skip  # first token rides with role
                     role_sent = True
                 if delta.finish_reason is not None:
                     turn.text = "".join(parts)
@@ -97,19 +143,34 @@ class Run:
                     self._close_trace(self.final_seconds + time.perf_counter() - start)
                     if turn.want_trace:
                         out[-1].parley_trace = turn.trace
+                    self._finished = True
                 else:
                     self.final_seconds += time.perf_counter() - start
                 for chunk in out:
                     yield chunk
+        except Exception as exc:
+            self._error = exc
+            raise
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the turn: the stages' finally blocks run and the engine frees the request's slot."""
-        await self.deltas.aclose()
-        await self.source.aclose()
+        """Stop the turn: the stages' finally blocks run, the engine frees the request's slot, and the turn
+        ends (finished, failed or cancelled) if it had not."""
+        try:
+            await self.deltas.aclose()
+            await self.source.aclose()
+        finally:
+            if self._finished or self._error is not None:
+                await self._end()
+            else:
+                await self.pipeline.end(self.turn, self.ctx, "cancelled")
+
+    async def _end(self) -> None:
+        outcome = "failed" if self._error is not None else "finished"
+        await self.pipeline.end(self.turn, self.ctx, outcome, self._error)
 
     def _close_trace(self, final_seconds: float) -> None:
         record_streams(self.turn, self.clocks)
         self.turn.note(self.pipeline.final.name, chars=len(self.turn.text), stream=self.turn.request.stream)
-        record(self.turn, self.pipeline.final.name, final_seconds)
+        self.turn.record(self.pipeline.final.name, final_seconds)

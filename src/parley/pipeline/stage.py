@@ -1,29 +1,84 @@
-"""The Stage seams and the runner that drives a turn through them, timing each stage for the trace."""
+"""The step seams, how a stage runs its list of steps, and the clocks that time streaming stages.
+
+A stage is an ordered list of small steps. A `TurnStep` runs once over the turn before generation (normalise,
+guard the input, render the template…); a `FilterStep` builds an incremental text filter that post-processing
+runs over the answer's stream (cut a loop, close a fence, guard the output…). Each step decides whether it
+applies to a turn, writes its own trace entry with `turn.note(step.name, ...)`, and is timed by the runner.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, Protocol, TypeVar
 
+from parley.pipeline.context import TurnContext
 from parley.pipeline.turn import Delta, Turn
-from parley.protocol.openai import TraceEntry
 
 
-class TurnStage(Protocol):
-    """A stage that runs once over the whole turn before generation (input, preprocess)."""
+class TurnStep(Protocol):
+    name: str
+    default: bool  # in the pipeline unless settings or a profile leave it out
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool: ...
+
+    def run(self, turn: Turn, ctx: TurnContext) -> None: ...
+
+
+class TextFilter(Protocol):
+    """An incremental filter over answer text: holds back only what it may still have to change."""
 
     name: str
+    stop: bool  # the filter wants generation to end
 
-    def run(self, turn: Turn) -> None: ...
+    def feed(self, text: str, tokens_left: int) -> str: ...
+
+    def finish(self, reason: str) -> str: ...
+
+    def report(self) -> dict[str, Any]: ...
 
 
-class StreamStage(Protocol):
-    """A stage over the answer's stream (output, postprocess): reads deltas, passes deltas on."""
-
+class FilterStep(Protocol):
     name: str
+    default: bool
 
-    def process(self, turn: Turn, upstream: AsyncIterator[Delta]) -> AsyncIterator[Delta]: ...
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool: ...
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter: ...
+
+
+S = TypeVar("S", TurnStep, FilterStep)
+
+
+def select(names: list[str] | None, catalogue: Mapping[str, S], stage: str) -> list[S]:
+    """The steps named, in that order; `None`: every default step of the catalogue, in catalogue order."""
+    if names is None:
+        return [step for step in catalogue.values() if step.default]
+    unknown = [n for n in names if n not in catalogue]
+    if unknown:
+        raise ValueError(f"unknown {stage} step(s) {', '.join(unknown)}; there are: {', '.join(catalogue)}")
+    return [catalogue[n] for n in names]
+
+
+def run_steps(stage: str, steps: list[TurnStep], turn: Turn, ctx: TurnContext) -> None:
+    """Run the steps that apply, in order, timing each as a step of `stage`."""
+    for step in steps:
+        if not step.applies(turn, ctx):
+            continue
+        start = time.perf_counter()
+        try:
+            step.run(turn, ctx)
+        finally:
+            turn.step_ran(stage, step.name, time.perf_counter() - start)
+
+
+def run_stage(stage: str, steps: list[TurnStep], turn: Turn, ctx: TurnContext) -> None:
+    """`run_steps`, then the stage's trace entry, closed even when a step raises."""
+    start = time.perf_counter()
+    try:
+        run_steps(stage, steps, turn, ctx)
+    finally:
+        turn.record(stage, time.perf_counter() - start)
 
 
 class StageClock:
@@ -45,32 +100,18 @@ class StageClock:
                     self.inclusive += time.perf_counter() - start
                 yield item
         finally:
-            await _aclose(stream)
+            await aclose(stream)
 
 
-async def _aclose(stream: AsyncIterator[Delta]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-def run_timed(stage: TurnStage, turn: Turn) -> None:
-    start = time.perf_counter()
-    try:
-        stage.run(turn)
-    finally:
-        record(turn, stage.name, time.perf_counter() - start)
-
-
-def record(turn: Turn, stage: str, seconds: float) -> None:
-    turn.trace.append(
-        TraceEntry(stage=stage, duration_ms=round(seconds * 1000, 3), detail=turn.notes.get(stage, {}))
-    )
+async def aclose(stream: AsyncIterator[Any]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def record_streams(turn: Turn, clocks: list[StageClock]) -> None:
     """Stream stages nest, so a stage's own time is its inclusive time less its upstream's."""
     upstream = 0.0
     for clock in clocks:
-        record(turn, clock.name, max(clock.inclusive - upstream, 0.0))
+        turn.record(clock.name, max(clock.inclusive - upstream, 0.0))
         upstream = clock.inclusive

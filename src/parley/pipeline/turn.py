@@ -1,17 +1,17 @@
-"""The turn: one record that carries a request through the six stages, and the trace they leave on it."""
+"""The turn: one record that carries a request's data through the six stages, and the trace they leave on it.
+
+Services the turn uses (engine, guards, the caller's key) are on `TurnContext` beside it, not in it.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from parley.engines.base import Engine, SamplingParams
-from parley.protocol.openai import ChatCompletionRequest, CompletionRequest, TraceEntry
-
-if TYPE_CHECKING:
-    from parley.guards.service import Guards
+from parley.engines.base import AdapterRef, SamplingParams, ToolCallFragment
+from parley.protocol.openai import ChatCompletionRequest, CompletionRequest, StepTrace, TraceEntry
 
 
 @dataclass
@@ -22,18 +22,54 @@ class Message:
 
 @dataclass
 class Delta:
-    """A piece of the answer as it moves through the streaming stages."""
+    """A piece of the answer as it moves through the streaming stages: content `text` (which post-processing
+    filters), `reasoning` text and tool-call fragments (which pass through)."""
 
     text: str
     n_tokens: int = 0
     finish_reason: str | None = None
+    reasoning: str = ""
+    tool_calls: list[ToolCallFragment] = field(default_factory=list)
 
 
 @dataclass
-class Usage:
+class TokenCounts:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class GuardState:
+    """What the guards decided for this turn and what the output guard needs to know."""
+
+    canary: str | None = None  # planted in the operator's system prompt, to see it leak
+    system_prompt: str | None = None  # the operator's system prompt, before the canary was planted
+    refusal: str | None = None  # an answer decided without the model (an off-topic question)
+
+
+@dataclass
+class Timing:
+    """Monotonic timestamps (time.perf_counter) of the turn's life."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+    ended: float | None = None
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token is None else self.first_token - self.started
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+
+Outcome = Literal["finished", "failed", "cancelled"]
 
 
 @dataclass
@@ -44,11 +80,7 @@ class Turn:
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
 
-    # set by the server: the caller's guard policy overrides, the server's guards
-    key_policy: str | None = None
-    guards: Guards | None = None
     # input
-    engine: Engine | None = None
     model: str = ""
     messages: list[Message] = field(default_factory=list)
     raw_prompt: str | list[int] | None = None  # /v1/completions
@@ -59,26 +91,40 @@ class Turn:
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
-    system_prompt: str | None = None  # the operator's, before the canary was planted
-    canary: str | None = None
-    refusal: str | None = None  # an answer decided without the model (an off-topic question)
+    guard: GuardState = field(default_factory=GuardState)
     # model
     params: SamplingParams | None = None
+    adapter: AdapterRef | None = None
     # output
     raw_text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallFragment] = field(default_factory=list)  # merged: one per call
     # postprocess and final
     text: str = ""
     finish_reason: str | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenCounts = field(default_factory=TokenCounts)
+    # the end (set once, when the turn-end hook runs)
+    timing: Timing = field(default_factory=Timing)
+    outcome: Outcome | None = None
+    error: BaseException | None = None
 
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step_times: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # stage → [(step, seconds)]
     trace: list[TraceEntry] = field(default_factory=list)
 
-    def note(self, stage: str, **detail: Any) -> None:
-        """Record what a stage changed or decided; it appears in the trace."""
-        self.notes.setdefault(stage, {}).update(detail)
+    def note(self, name: str, **detail: Any) -> None:
+        """Record what a stage or step changed or decided; it appears in the trace under that name."""
+        self.notes.setdefault(name, {}).update(detail)
 
-    @property
-    def engine_required(self) -> Engine:
-        assert self.engine is not None, "the input stage resolves the engine"
-        return self.engine
+    def step_ran(self, stage: str, step: str, seconds: float) -> None:
+        self.step_times.setdefault(stage, []).append((step, seconds))
+
+    def record(self, stage: str, seconds: float) -> None:
+        """Close a stage's trace entry: its own notes, and one entry per step it ran, in order."""
+        steps = [
+            StepTrace(step=step, duration_ms=round(s * 1000, 3), detail=self.notes.get(step, {}))
+            for step, s in self.step_times.get(stage, [])
+        ]
+        self.trace.append(
+            TraceEntry(stage=stage, duration_ms=round(seconds * 1000, 3), detail=self.notes.get(stage, {}), steps=steps)
+        )

@@ -7,10 +7,46 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 
-class _Request(BaseModel):
+def lone_surrogate_at(value: Any, path: str = "") -> str | None:
+    """Where a JSON value holds a string that is not valid Unicode (a lone UTF-16 surrogate such as
+    "\\ud800", which JSON allows and UTF-8 cannot encode), as OpenAI names parameters; None when nowhere."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or None
+        return None
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        if (found := lone_surrogate_at(item, where)) is not None:
+            return found
+    return None
+
+
+class Body(BaseModel):
+    """A request body. Strings must be valid Unicode: a lone surrogate is refused with the parameter named."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if (where := lone_surrogate_at(data)) is not None:
+            raise PydanticCustomError(
+                "invalid_unicode", "the string holds a lone surrogate, which is not valid Unicode",
+                {"param": where},
+            )  # fmt: skip
+        return data
+
+
+class _Request(Body):
     model_config = ConfigDict(extra="allow")
 
 
@@ -102,15 +138,36 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class StepTrace(BaseModel):
+    step: str
+    duration_ms: float
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class TraceEntry(BaseModel):
     stage: str
     duration_ms: float
     detail: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepTrace] = Field(default_factory=list)
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | None = None  # vLLM's field for a reasoning model's thinking
 
 
 class ChatChoice(BaseModel):
@@ -131,9 +188,25 @@ class ChatCompletion(BaseModel):
     parley_trace: list[TraceEntry] | None = None
 
 
+class ChunkFunction(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChunkToolCall(BaseModel):
+    """A tool-call fragment: `id`, `type` and the function's `name` only in a call's first fragment."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChunkFunction
+
+
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ChunkToolCall] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -201,9 +274,19 @@ def to_wire(model: BaseModel) -> dict[str, Any]:
     data = model.model_dump(mode="json", by_alias=True)
     if data.get("parley_trace") is None:
         data.pop("parley_trace", None)
+    for choice in data.get("choices", []):
+        message = choice.get("message")
+        if message is not None:  # OpenAI sends `refusal` always, the others only when there are some
+            for name in ("tool_calls", "reasoning_content"):
+                if message.get(name) is None:
+                    message.pop(name, None)
     if data.get("object") == "chat.completion.chunk":
         if data.get("usage") is None:
             data.pop("usage", None)
         for choice in data["choices"]:
-            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+            delta = choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+            for call in delta.get("tool_calls", []):  # later fragments carry only index and arguments
+                call["function"] = {k: v for k, v in call["function"].items() if v is not None}
+                for k in [k for k, v in call.items() if v is None]:
+                    del call[k]
     return data

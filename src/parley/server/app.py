@@ -31,13 +31,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     registry = EngineRegistry()
     if engine is not None:
         registry.add(engine)
-    db = Database(settings.db_url())
+        registry.loading = False
+    db = Database(settings.db_url(), migrate=settings.auto_migrate)
     guards = GuardsHolder(settings.guards, settings.guard_policy, settings.topic, settings.topic_threshold)
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loader = None if engine is not None else asyncio.create_task(registry.load(settings))
+        loader = None if engine is not None else asyncio.create_task(registry.load(settings.engine_specs()))
         guard_loader = asyncio.create_task(guards.load())
         try:
             yield
@@ -58,8 +59,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.guards = guards
-    app.state.pipeline = Pipeline(registry.find, settings, guards.get)
-    app.state.access = AccessControl(KeyRepository(db), buckets)
+    pipeline = Pipeline(registry.find, settings, guards.get)
+    access = AccessControl(KeyRepository(db), buckets)
+    pipeline.turn_end.add(access.charge_turn)
+    app.state.pipeline = pipeline
+    app.state.access = access
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

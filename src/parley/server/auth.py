@@ -17,6 +17,8 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from parley.pipeline.context import TurnContext
+from parley.pipeline.turn import Turn
 from parley.server.ratelimit import Buckets, Decision, duration
 from parley.store.keys import ApiKey, KeyRepository, hash_key
 
@@ -103,6 +105,10 @@ class AccessControl:
     async def charge_tokens(self, key: ApiKey | None, tokens: int) -> None:
         if key is not None and key.tpm and tokens > 0:
             await self.buckets.take(f"{key.id}:tok", key.tpm, cost=tokens, need=0)
+
+    async def charge_turn(self, turn: Turn, ctx: TurnContext) -> None:
+        """Turn-end observer: the tokens a turn used count against its key's tokens per minute."""
+        await self.charge_tokens(ctx.key, turn.usage.total)
 
 
 def _headers(kind: str, d: Decision) -> dict[str, str]:

@@ -41,6 +41,9 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     first = errors[0] if errors else {"msg": "Invalid request.", "loc": ()}
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"We could not parse the JSON body of your request: {first['msg']}")
+    if first.get("type") == "invalid_unicode":
+        where = (first.get("ctx") or {}).get("param")
+        return InvalidRequest(f"Invalid value for '{where}': {first['msg']}.", param=where, code="invalid_value")
     param = _param(tuple(first.get("loc", ())))
     if first.get("type") == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")

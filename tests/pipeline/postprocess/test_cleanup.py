@@ -1,6 +1,6 @@
 import pytest
 
-from parley.pipeline.cleanup import (
+from parley.pipeline.postprocess.cleanup import (
     FenceCloser,
     LeakedTokenStripper,
     RepetitionCutter,

@@ -1,6 +1,6 @@
 import pytest
 
-from parley.pipeline.normalize import NormalizeReport, normalize_text
+from parley.pipeline.preprocess.normalize import NormalizeReport, normalize_text
 
 
 @pytest.mark.parametrize(

@@ -6,20 +6,21 @@ import asyncio
 import codecs
 import importlib.util
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from parley.config import Settings
-from parley.engines.base import Chunk, GenerationRequest, GenerationStats, ModelInfo
+from parley.config import LlamaCppSpec
+from parley.engines.base import Capabilities, Chunk, GenerationRequest, GenerationStats, ModelInfo
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.sampling import build_sampler
-from parley.engines.llamacpp.scheduler import ContinuousBatcher, DoneEvent, Event, Sequence
+from parley.engines.llamacpp.scheduler import ContinuousBatcher
+from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence
 from parley.engines.stops import StopMatcher
-from parley.errors import EngineFailed
+from parley.errors import EngineFailed, InvalidRequest
 
 EMBEDDED_MODEL_ID = "smollm2-135m-instruct"
 
@@ -42,36 +43,42 @@ def embedded_model_path() -> Path:
 
 
 class LlamaCppEngine:
-    def __init__(self, settings: Settings) -> None:
-        path = settings.model or embedded_model_path()
-        self.model = GGUFModel(Path(path), repack_weights=settings.repack_weights)
+    kind = "llamacpp"
+
+    def __init__(self, spec: LlamaCppSpec) -> None:
+        path = spec.model or embedded_model_path()
+        self.model = GGUFModel(Path(path), repack_weights=spec.repack_weights)
         self.batcher = ContinuousBatcher(
             self.model,
-            slots=settings.slots,
-            ctx_per_slot=min(settings.ctx, self.model.n_ctx_train),
-            batch_tokens=settings.batch_tokens,
-            prefill_chunk=settings.prefill_chunk,
-            max_queue=settings.max_queue,
-            threads=settings.threads,
-            share_prefixes=settings.share_prefixes,
-            kv_cache=settings.kv_cache,
+            slots=spec.slots,
+            ctx_per_slot=min(spec.ctx, self.model.n_ctx_train),
+            batch_tokens=spec.batch_tokens,
+            prefill_chunk=spec.prefill_chunk,
+            max_queue=spec.max_queue,
+            threads=spec.threads,
+            share_prefixes=spec.share_prefixes,
+            kv_cache=spec.kv_cache,
+            deterministic=spec.deterministic,
         )
         template = self.model.chat_template or CHATML_TEMPLATE
         self._formatter = Jinja2ChatFormatter(template, self.model.eos_text, self.model.bos_text)
         self._special_texts = sorted(
             {self.model.token_text(t) for t in self.model.control_tokens} - {""}, key=len, reverse=True
         )
-        model_id = settings.model_name or (EMBEDDED_MODEL_ID if settings.model is None else Path(path).stem)
+        model_id = spec.name or (EMBEDDED_MODEL_ID if spec.model is None else Path(path).stem)
         self.info = ModelInfo(
             id=model_id,
-            path=str(path),
+            kind=self.kind,
+            source=str(path),
             context_window=self.batcher.n_ctx_seq,
             n_vocab=self.model.n_vocab,
             created=int(Path(path).stat().st_mtime),
+            capabilities=Capabilities(chat_template=True, grammar=True, logit_bias=True),
             details={
                 "description": self.model.description,
-                "slots": settings.slots,
-                "kv_cache": settings.kv_cache,
+                "slots": spec.slots,
+                "kv_cache": spec.kv_cache,
+                "deterministic": spec.deterministic,
                 "chat_template": "gguf" if self.model.chat_template else "chatml-fallback",
             },
         )
@@ -94,7 +101,11 @@ class LlamaCppEngine:
 
     # ---- generation -----------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def generate(self, request: GenerationRequest) -> Generation:
+        if request.prompt_tokens is None:
+            raise InvalidRequest("This engine takes token ids: the pipeline renders its chat template.")
+        if request.adapter is not None:  # loading LoRA adapters into the context is not built yet
+            raise InvalidRequest(f"The model `{self.info.id}` serves no adapters.", param="model")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -102,7 +113,7 @@ class LlamaCppEngine:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         sampler = build_sampler(self.model, request.params, context=self.batcher.n_ctx_seq)
-        seq = Sequence(request.id, request.prompt_tokens, request.params, sampler, emit)
+        seq = Sequence(request.id, request.prompt_tokens, request.params, sampler, emit, adapter=request.adapter)
         try:
             self.batcher.submit(seq)
         except Exception:
@@ -129,7 +140,7 @@ class LlamaCppEngine:
                 n_tokens += 1
                 text, hit = stops.feed(decoder.decode(event.piece))
                 if hit:
-                    self.batcher.cancel(seq)
+                    self.batcher.end(seq, STOP)
                     done = True
                     stats = GenerationStats(len(seq.prompt), n_tokens, seq.n_cached)
                     yield Chunk(text, 1, "stop", stats)
@@ -137,7 +148,7 @@ class LlamaCppEngine:
                 yield Chunk(text, 1)
         finally:
             if not done:
-                self.batcher.cancel(seq)
+                self.batcher.end(seq, CANCEL)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -150,8 +161,8 @@ class LlamaCppEngine:
 
 
 class Generation:
-    """The stream of one request. `aclose()` cancels it in the engine whether or not it was iterated
-    (an async generator that never started would skip its `finally`)."""
+    """The stream of one request. `stop()` ends it early by choice, `aclose()` cancels it; both reach the
+    engine whether or not the stream was iterated (an async generator that never started skips its `finally`)."""
 
     def __init__(self, batcher: ContinuousBatcher, seq: Sequence, chunks: AsyncGenerator[Chunk, None]) -> None:
         self._batcher, self._seq, self._chunks = batcher, seq, chunks
@@ -162,13 +173,17 @@ class Generation:
     async def __anext__(self) -> Chunk:
         return await anext(self._chunks)
 
+    async def stop(self) -> None:
+        self._batcher.end(self._seq, STOP)  # a no-op once the sequence has finished
+        await self._chunks.aclose()
+
     async def aclose(self) -> None:
-        self._batcher.cancel(self._seq)  # a no-op once the sequence has finished
+        self._batcher.end(self._seq, CANCEL)
         await self._chunks.aclose()
 
 
-def load_engine(settings: Settings) -> LlamaCppEngine:
+def load_engine(spec: LlamaCppSpec) -> LlamaCppEngine:
     start = time.perf_counter()
-    engine = LlamaCppEngine(settings)
+    engine = LlamaCppEngine(spec)
     engine.info.details["load_seconds"] = round(time.perf_counter() - start, 3)
     return engine

@@ -5,15 +5,16 @@ A request reuses, in order of preference, the longest of:
 - the cache of any other slot, copied in (`llama_memory_seq_cp` shares the cells: no compute, no copy of data);
 - the prefix a request admitted in the same round is about to compute: it follows that leader and copies
   the prefix once it is in the cache, instead of computing the same tokens in parallel.
+
+A cache is reused only under the adapter it was computed with: the same tokens under another LoRA adapter are
+other keys and values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from parley.engines.llamacpp.scheduler import Sequence, Slot
+from parley.engines.llamacpp.sequence import Sequence, Slot
 
 MIN_GAIN = 8  # tokens: below this a copy or a wait is not worth it
 
@@ -36,20 +37,28 @@ class Placement:
     follow_len: int = 0
 
 
-def place(prompt: list[int], free: list[Slot], others: list[Slot], round_: list[Sequence]) -> Placement:
-    """`others`: slots whose cache may be copied (empty when the KV cache cannot share cells);
-    `round_`: requests admitted just before this one, not computed yet."""
-    limit = max(len(prompt) - 1, 0)  # the last prompt token is always decoded: its logits start the answer
-    slot = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
-    plan = Placement(slot, min(common_prefix(slot.tokens, prompt), limit))
+def cached(slot: Slot, seq: Sequence) -> int:
+    """Tokens of the slot's cache that `seq` can use as its own."""
+    return common_prefix(slot.tokens, seq.prompt) if slot.adapter == seq.adapter else 0
+
+
+def place(
+    seq: Sequence, free: list[Slot], others: list[Slot], round_: list[Sequence], *, compact: bool = False
+) -> Placement:
+    """`others`: slots whose cache may be copied (empty when caches cannot be shared);
+    `round_`: requests admitted just before this one, not computed yet;
+    `compact`: take the lowest free slot (busy slots stay contiguous) and copy any useful prefix into it."""
+    limit = max(len(seq.prompt) - 1, 0)  # the last prompt token is always decoded: its logits start the answer
+    slot = min(free, key=lambda s: s.id) if compact else max(free, key=lambda s: (cached(s, seq), -s.last_used))
+    plan = Placement(slot, min(cached(slot, seq), limit))
     best = plan.reuse
     for other in others:
-        n = min(common_prefix(other.tokens, prompt), limit)
+        n = min(cached(other, seq), limit)
         if other is not slot and n >= best + MIN_GAIN:
             plan.copy_from, plan.copy_len, best = other, n, n
     if others:
-        for seq in round_:
-            n = min(common_prefix(seq.prompt, prompt), limit)
+        for leader in round_:
+            n = min(common_prefix(leader.prompt, seq.prompt), limit) if leader.adapter == seq.adapter else 0
             if n >= best + MIN_GAIN:
-                plan.leader, plan.follow_len, best = seq, n, n
+                plan.leader, plan.follow_len, best = leader, n, n
     return plan

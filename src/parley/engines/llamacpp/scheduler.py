@@ -5,6 +5,12 @@ admit waiting requests into free slots (reusing the longest cached prompt prefix
 one token per decoding sequence plus bounded prompt chunks → `llama_decode` → sample each sequence with its own
 sampler chain → hand each token to its request through a thread-safe callback.
 ctypes releases the GIL inside `llama_decode`, so the asyncio side keeps serving while the model computes.
+
+Two KV layouts:
+- unified (the default): one KV buffer for all slots; a prompt prefix is shared by pointing several sequences at
+  the same cells. Fastest to share, but a sequence's logits depend on what else is in the cache and the batch.
+- split (`deterministic`): one KV stream per slot; prefixes are shared by copying a stream, and every call is
+  shaped by `batches` so that a sequence's logits are bit-identical whatever else runs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,62 +20,17 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import llama_cpp
 
-from parley.engines.base import SamplingParams
+from parley.engines.llamacpp import batches
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.prefix import place
+from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence, Slot, TokenEvent
 from parley.errors import ContextLengthExceeded, EngineOverloaded, InvalidRequest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TokenEvent:
-    token: int
-    piece: bytes
-
-
-@dataclass
-class DoneEvent:
-    finish_reason: str  # stop | length | cancelled | error
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    error: str | None = None
-
-
-Event = TokenEvent | DoneEvent
-
-
-@dataclass(eq=False)
-class Sequence:
-    """One request in flight. Fields after `emit` belong to the scheduler thread."""
-
-    id: str
-    prompt: list[int]
-    params: SamplingParams
-    sampler: llama_cpp.llama_sampler_p | None
-    emit: Callable[[Event], None]
-    cancelled: bool = False
-    slot: Slot | None = None
-    n_prompt_done: int = 0
-    n_cached: int = 0
-    n_generated: int = 0
-    pending: int | None = None  # sampled but not yet decoded
-    order: int = 0
-    follow: tuple[Sequence, int] | None = None  # (leader, tokens): copy the leader's prefix once computed
-
-
-@dataclass(eq=False)
-class Slot:
-    id: int  # the llama.cpp sequence id
-    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for this sequence, in order
-    seq: Sequence | None = None
-    last_used: float = 0.0
 
 
 @dataclass
@@ -77,11 +38,14 @@ class BatcherCounters:
     steps: int = 0
     admitted: int = 0
     rejected: int = 0
-    cancelled: int = 0
+    cancelled: int = 0  # ended because the client left (or the server shut down)
+    stopped: int = 0  # ended early by the caller: a stop sequence, a post-processing step
+    finished: int = 0  # ended by the model: end of generation, or the token budget
     prompt_tokens: int = 0
     prompt_tokens_cached: int = 0
     generated_tokens: int = 0
     decode_errors: int = 0
+    prefix_copies: int = 0
 
 
 class ContinuousBatcher:
@@ -97,34 +61,40 @@ class ContinuousBatcher:
         threads: int,
         share_prefixes: bool = True,
         kv_cache: str = "f16",
+        deterministic: bool = False,
     ) -> None:
         self.model = model
         self.max_queue = max_queue
         self.prefill_chunk = prefill_chunk
-        cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = ctx_per_slot * slots
-        cparams.n_batch = cparams.n_ubatch = max(batch_tokens, slots)
-        cparams.n_seq_max = slots
-        cparams.n_threads = cparams.n_threads_batch = threads
-        # A unified KV cache lets sequences share cells, so a prompt prefix computed once serves every slot
-        # (measured: ~7% slower decode at 16 short sequences than split per-slot caches, which cannot share).
         # Recurrent and hybrid models copy whole states, not prefixes: no sharing for them.
         recurrent = llama_cpp.llama_model_is_recurrent(model.ptr) or llama_cpp.llama_model_is_hybrid(model.ptr)
-        share_prefixes = share_prefixes and not recurrent
-        cparams.kv_unified = share_prefixes
-        if kv_cache == "q8_0":  # a quantised V cache needs flash attention
-            cparams.type_k = cparams.type_v = llama_cpp.GGML_TYPE_Q8_0
+        self.share_prefixes = share_prefixes and not recurrent
+        self.deterministic = deterministic
+        self.unified = self.share_prefixes and not deterministic
+        # The deterministic mode keeps one spare stream that is never given a request: a ballast neighbour is
+        # always available (batches.ballast_for).
+        self.n_streams = slots + (1 if deterministic else 0)
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = ctx_per_slot * self.n_streams
+        cparams.n_batch = cparams.n_ubatch = max(batch_tokens, self.n_streams)
+        cparams.n_seq_max = self.n_streams
+        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.kv_unified = self.unified
+        if kv_cache == "q8_0" or deterministic:
+            # A quantised V cache needs flash attention; the deterministic shapes assume its per-row kernel.
             cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if kv_cache == "q8_0":
+            cparams.type_k = cparams.type_v = llama_cpp.GGML_TYPE_Q8_0
         cparams.no_perf = True
-        self.share_prefixes = share_prefixes
         self.ctx = llama_cpp.llama_init_from_model(model.ptr, cparams)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self.n_batch = cparams.n_batch
-        self.n_ctx_seq: int = ctx_per_slot if share_prefixes else llama_cpp.llama_n_ctx_seq(self.ctx)
+        self.n_ctx_seq: int = ctx_per_slot if self.unified else llama_cpp.llama_n_ctx_seq(self.ctx)
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)  # allocated once
         self.slots = [Slot(i) for i in range(slots)]
+        self.streams = self.slots + [Slot(i) for i in range(slots, self.n_streams)]  # the spare, if any
         self.counters = BatcherCounters()
         self._waiting: deque[Sequence] = deque()
         self._inbox: deque[Sequence] = deque()
@@ -134,6 +104,7 @@ class ContinuousBatcher:
         self._wake = threading.Event()
         self._closing = False
         self._order = itertools.count()
+        self._ballast: list[Slot] = []  # padding in the call being built (deterministic mode)
         self._thread = threading.Thread(target=self._run, name="parley-batcher", daemon=True)
         self._thread.start()
 
@@ -142,11 +113,9 @@ class ContinuousBatcher:
     def submit(self, seq: Sequence) -> None:
         if not seq.prompt:
             raise InvalidRequest("The prompt is empty: there is nothing to continue.", param="prompt")
-        if len(seq.prompt) >= self.n_ctx_seq:
+        if len(seq.prompt) >= self.n_ctx_seq:  # the pipeline checks first; this guards direct callers
             raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.n_ctx_seq} tokens; "
-                f"the prompt has {len(seq.prompt)}.",
-                param="messages",
+                f"The prompt has {len(seq.prompt)} tokens; this engine holds {self.n_ctx_seq} per sequence."
             )
         with self._lock:
             if self._closing:
@@ -163,8 +132,10 @@ class ContinuousBatcher:
             self._inbox.append(seq)
         self._wake.set()
 
-    def cancel(self, seq: Sequence) -> None:
-        seq.cancelled = True
+    def end(self, seq: Sequence, why: str = CANCEL) -> None:
+        """Ask for `seq` to end (CANCEL or STOP); a no-op once it has finished."""
+        if seq.end_requested is None:
+            seq.end_requested = why
         self._wake.set()
 
     def status(self) -> dict[str, object]:
@@ -177,12 +148,17 @@ class ContinuousBatcher:
             "queued": queued,
             "max_queue": self.max_queue,
             "ctx_per_slot": self.n_ctx_seq,
+            "kv_layout": "unified" if self.unified else "split",
+            "deterministic": self.deterministic,
             "steps": c.steps,
             "requests_admitted": c.admitted,
             "requests_rejected": c.rejected,
+            "requests_finished": c.finished,
+            "requests_stopped": c.stopped,
             "requests_cancelled": c.cancelled,
             "prompt_tokens": c.prompt_tokens,
             "prompt_tokens_cached": c.prompt_tokens_cached,
+            "prefix_copies": c.prefix_copies,
             "generated_tokens": c.generated_tokens,
             "decode_errors": c.decode_errors,
         }
@@ -206,14 +182,14 @@ class ContinuousBatcher:
             self._take_inbox()
             if self._closing:
                 break
-            self._reap_cancelled()
+            self._reap_ended()
             self._admit()
             if not any(s.seq for s in self.slots):
                 self._wake.wait()
                 self._wake.clear()
                 continue
             try:
-                self._step()
+                self._step_shaped() if self.deterministic else self._step()
             except Exception as exc:  # a bug in one step must not kill every stream silently
                 log.exception("engine step failed")
                 self.counters.decode_errors += 1
@@ -230,17 +206,23 @@ class ContinuousBatcher:
             while self._inbox:
                 self._waiting.append(self._inbox.popleft())
 
-    def _reap_cancelled(self) -> None:
-        for seq in [s for s in self._waiting if s.cancelled]:
+    def _reap_ended(self) -> None:
+        for seq in [s for s in self._waiting if s.end_requested]:
             self._waiting.remove(seq)
             with self._lock:
                 self._n_queued -= 1
+            self._end_early(seq)
+        for slot in self.slots:
+            if slot.seq and slot.seq.end_requested:
+                self._end_early(slot.seq)
+
+    def _end_early(self, seq: Sequence) -> None:
+        if seq.end_requested == STOP:
+            self.counters.stopped += 1
+            self._finish(seq, "stop")
+        else:
             self.counters.cancelled += 1
             self._finish(seq, "cancelled")
-        for slot in self.slots:
-            if slot.seq and slot.seq.cancelled:
-                self.counters.cancelled += 1
-                self._finish(slot.seq, "cancelled")
 
     def _admit(self) -> None:
         round_: list[Sequence] = []
@@ -249,18 +231,18 @@ class ContinuousBatcher:
             if not free:
                 return
             seq = self._waiting.popleft()
-            plan = place(seq.prompt, free, self.slots if self.share_prefixes else [], round_)
+            others = self.slots if self.share_prefixes else []
+            plan = place(seq, free, others, round_, compact=self.deterministic)
             slot, reuse = plan.slot, plan.reuse
             if plan.copy_from is not None:
-                llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
-                llama_cpp.llama_memory_seq_cp(self.mem, plan.copy_from.id, slot.id, 0, plan.copy_len)
-                slot.tokens = plan.copy_from.tokens[: plan.copy_len]
+                self._copy_prefix(plan.copy_from, slot, plan.copy_len)
                 reuse = plan.copy_len
-            elif reuse < len(slot.tokens):
+            elif reuse < len(slot.tokens) or slot.adapter != seq.adapter:
                 if not llama_cpp.llama_memory_seq_rm(self.mem, slot.id, reuse, -1):
                     llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
                     reuse = 0
                 del slot.tokens[reuse:]
+            slot.adapter = seq.adapter
             if plan.leader is not None:
                 seq.follow = (plan.leader, plan.follow_len)
             seq.slot, slot.seq = slot, seq
@@ -274,6 +256,19 @@ class ContinuousBatcher:
             c.prompt_tokens += len(seq.prompt)
             c.prompt_tokens_cached += reuse
 
+    def _copy_prefix(self, src: Slot, dst: Slot, n: int) -> None:
+        """Make `dst` hold the first `n` tokens of `src`'s cache. Unified: the cells are shared (no data moves).
+        Split: llama.cpp copies whole streams only, so copy it and cut the copy back to `n` tokens."""
+        if self.unified:
+            llama_cpp.llama_memory_seq_rm(self.mem, dst.id, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self.mem, src.id, dst.id, 0, n)
+        else:
+            llama_cpp.llama_memory_seq_cp(self.mem, src.id, dst.id, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self.mem, dst.id, n, -1)
+        dst.tokens = src.tokens[:n]
+        dst.adapter = src.adapter
+        self.counters.prefix_copies += 1
+
     def _ready_to_prefill(self, seq: Sequence) -> bool:
         """A follower waits while its leader computes the shared prefix, then copies it."""
         if seq.follow is None:
@@ -283,12 +278,10 @@ class ContinuousBatcher:
         if src is not None and len(src.tokens) < n and leader.n_prompt_done < len(leader.prompt):
             return False  # the leader is still on its way to the shared prefix
         seq.follow = None
-        if src is None or src.tokens[:n] != seq.prompt[:n]:
+        if src is None or src.tokens[:n] != seq.prompt[:n] or src.adapter != seq.adapter:
             return True  # the leader is gone (cancelled, failed): compute the prefix ourselves
         assert seq.slot is not None
-        llama_cpp.llama_memory_seq_rm(self.mem, seq.slot.id, -1, -1)
-        llama_cpp.llama_memory_seq_cp(self.mem, src.id, seq.slot.id, 0, n)
-        seq.slot.tokens = seq.prompt[:n]
+        self._copy_prefix(src, seq.slot, n)
         self.counters.prompt_tokens_cached += n - seq.n_cached
         seq.n_prompt_done = seq.n_cached = n
         return True
@@ -302,10 +295,7 @@ class ContinuousBatcher:
         b.logits[i] = logits
         slot.tokens.append(token)
 
-    def _step(self) -> None:
-        n = 0
-        outputs: list[tuple[Sequence, int]] = []
-        involved: list[Slot] = []
+    def _put_decoding(self, n: int, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> int:
         for slot in self.slots:  # one token for every sequence that is decoding
             seq = slot.seq
             if seq is not None and seq.pending is not None:
@@ -314,28 +304,87 @@ class ContinuousBatcher:
                 involved.append(slot)
                 seq.pending = None
                 n += 1
-        prefilling = sorted(
+        return n
+
+    def _prefilling(self) -> list[Sequence]:
+        waiting = sorted(
             (s.seq for s in self.slots if s.seq and s.seq.n_prompt_done < len(s.seq.prompt)),
             key=lambda q: q.order,
         )
-        prefilling = [q for q in prefilling if self._ready_to_prefill(q)]
-        for seq in prefilling:  # then prompt chunks, oldest request first, within the step's budget
+        return [q for q in waiting if self._ready_to_prefill(q)]
+
+    def _put_prompt(self, n: int, seq: Sequence, take: int, outputs: list[tuple[Sequence, int]]) -> int:
+        assert seq.slot is not None
+        for token in seq.prompt[seq.n_prompt_done : seq.n_prompt_done + take]:
+            self._put(n, token, seq.slot, False)
+            n += 1
+        seq.n_prompt_done += take
+        if seq.n_prompt_done == len(seq.prompt):
+            self.batch.logits[n - 1] = True
+            outputs.append((seq, n - 1))
+        return n
+
+    def _step(self) -> None:
+        """One call: every decoding sequence's next token, then prompt chunks, oldest request first."""
+        outputs: list[tuple[Sequence, int]] = []
+        involved: list[Slot] = []
+        n = self._put_decoding(0, outputs, involved)
+        for seq in self._prefilling():
             take = min(self.n_batch - n, self.prefill_chunk, len(seq.prompt) - seq.n_prompt_done)
             if take <= 0:
                 break
-            assert seq.slot is not None
-            for token in seq.prompt[seq.n_prompt_done : seq.n_prompt_done + take]:
-                self._put(n, token, seq.slot, False)
-                n += 1
-            seq.n_prompt_done += take
-            involved.append(seq.slot)
-            if seq.n_prompt_done == len(seq.prompt):
-                self.batch.logits[n - 1] = True
-                outputs.append((seq, n - 1))
+            n = self._put_prompt(n, seq, take, outputs)
+            involved.append(seq.slot)  # type: ignore[arg-type]
+        self._decode(n, outputs, involved)
+
+    def _step_shaped(self) -> None:
+        """The deterministic step: a decode call, then one call per run of consecutive prefilling slots, each
+        shaped by `batches` (equal rows per slot, under 64, never one token of one stream alone)."""
+        outputs: list[tuple[Sequence, int]] = []
+        involved: list[Slot] = []
+        n = self._put_decoding(0, outputs, involved)
+        if n:
+            n = self._pad(n, [s.id for s in involved])
+            self._decode(n, outputs, involved)
+        budget = self.n_batch - len(outputs)
+        ready = {q.slot.id: q for q in self._prefilling() if q.slot is not None}
+        runs = sorted(batches.prefill_runs(list(ready)), key=lambda run: min(ready[i].order for i in run))
+        for run in runs:  # the run holding the oldest request first
+            seqs = [ready[i] for i in run]
+            take = batches.run_chunk([len(q.prompt) - q.n_prompt_done for q in seqs], budget, self.prefill_chunk)
+            if take <= 0:
+                break
+            outputs, involved, n = [], [], 0
+            for seq in seqs:
+                n = self._put_prompt(n, seq, take, outputs)
+                involved.append(seq.slot)  # type: ignore[arg-type]
+            if take == 1:
+                n = self._pad(n, run)
+            budget -= n
+            self._decode(n, outputs, involved)
+
+    def _pad(self, n: int, ids: list[int]) -> int:
+        """Add ballast tokens (batches.ballast_for); `_decode` takes them out of the cache again."""
+        for i in batches.ballast_for(ids, self.n_streams):
+            slot = self.streams[i]
+            if len(slot.tokens) >= self.n_ctx_seq:  # a full cache gives up its last token to make room
+                llama_cpp.llama_memory_seq_rm(self.mem, slot.id, len(slot.tokens) - 1, -1)
+                slot.tokens.pop()
+            b = self.batch
+            b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = 0, len(slot.tokens), 1, False
+            b.seq_id[n][0] = slot.id
+            self._ballast.append(slot)
+            n += 1
+        return n
+
+    def _decode(self, n: int, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> None:
         if n == 0:
             return
         self.batch.n_tokens = n
         rc = llama_cpp.llama_decode(self.ctx, self.batch)
+        for slot in self._ballast:
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.id, len(slot.tokens), -1)
+        self._ballast = []
         self.counters.steps += 1
         if rc != 0:
             self._decode_failed(rc, involved)
@@ -346,6 +395,7 @@ class ContinuousBatcher:
     def _sample(self, seq: Sequence, idx: int) -> None:
         token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, idx)
         if self.model.is_eog(token) and not seq.params.ignore_eos:
+            self.counters.finished += 1
             self._finish(seq, "stop")
             return
         seq.n_generated += 1
@@ -353,6 +403,7 @@ class ContinuousBatcher:
         _emit(seq, TokenEvent(token, self.model.piece(token)))
         assert seq.slot is not None
         if seq.n_generated >= seq.params.max_tokens or len(seq.slot.tokens) + 1 >= self.n_ctx_seq:
+            self.counters.finished += 1
             self._finish(seq, "length")
         else:
             seq.pending = token
@@ -370,6 +421,7 @@ class ContinuousBatcher:
     def _reset_slot(self, slot: Slot) -> None:
         llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
         slot.tokens.clear()
+        slot.adapter = None
 
     def _finish(self, seq: Sequence, reason: str, error: str | None = None) -> None:
         slot = seq.slot
@@ -389,4 +441,4 @@ def _emit(seq: Sequence, event: Event) -> None:
     try:
         seq.emit(event)
     except RuntimeError:  # the consumer's event loop is gone (shutdown)
-        seq.cancelled = True
+        seq.end_requested = seq.end_requested or CANCEL

@@ -4,33 +4,23 @@ holds back only what it may still need to change, so a streamed answer and a who
 - `LeakedTokenStripper`: chat-template tokens that leak as text; a turn marker ends the answer.
 - `RepetitionCutter`: degenerate loops (the same span again and again) are cut to one copy.
 - `TruncationTrimmer`: a sentence cut off by max_tokens is trimmed back to the last full sentence.
-- `FenceCloser`: an unclosed ``` code fence is closed.
+- `FenceCloser`: an unclosed code fence is closed with its own fence.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any
+
+from parley.markdown import FenceTracker, open_fence
 
 # Markers that open or close a turn in common chat templates: if the model writes one, its answer is over.
 TURN_MARKERS = (
     "<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>", "<|end|>",
     "<|user|>", "<|assistant|>", "<|system|>", "</s>", "<end_of_turn>", "<start_of_turn>", "[INST]", "[/INST]",
 )  # fmt: skip
-FENCE = re.compile(r"^\s*(```|~~~)")
 SENTENCE_END = re.compile(r"[.!?…](?:[\"')\]*_]*)(?=\s|$)|\n")
 ENDS_COMPLETE = re.compile(r"([.!?…][\"')\]*_]*|```)$")
-
-
-class TextFilter(Protocol):
-    name: str
-    stop: bool  # the filter wants generation to end
-
-    def feed(self, text: str, tokens_left: int) -> str: ...
-
-    def finish(self, reason: str) -> str: ...
-
-    def report(self) -> dict[str, Any]: ...
 
 
 def _partial_marker(buf: str, markers: tuple[str, ...]) -> int:
@@ -96,6 +86,7 @@ class RepetitionCutter:
     text moves on; cuts to one copy when the tail is `copies_needed` back-to-back copies of one span."""
 
     name = "repetition"
+    stop_reason = "loop"  # later filters finish knowing the text was cut, not complete
     MIN_HOLD = 1  # any tail seen before is held until the text moves on (usually the next token)
     MAX_UNIT = 256
 
@@ -177,10 +168,6 @@ class RepetitionCutter:
         return None
 
 
-def in_code_block(text: str) -> bool:
-    return sum(1 for line in text.split("\n") if FENCE.match(line)) % 2 == 1
-
-
 class TruncationTrimmer:
     """In the last `WINDOW_TOKENS` of the budget, holds back the text after the last complete sentence (the
     last complete line inside code); if the budget then cuts the answer off, that fragment is dropped."""
@@ -212,7 +199,7 @@ class TruncationTrimmer:
 
     def _last_boundary(self, held: str) -> int:
         """End of the last complete sentence (or code line) in `held` that is followed by more text."""
-        if in_code_block("".join(self._seen) + held):
+        if open_fence("".join(self._seen) + held) is not None:
             return held.rfind("\n") + 1
         ends = [m.end() for m in SENTENCE_END.finditer(held) if m.end() < len(held)]
         return ends[-1] if ends else 0
@@ -230,29 +217,32 @@ class TruncationTrimmer:
 
 
 class FenceCloser:
+    """Closes a code fence the answer left open, with the fence that opened it (``` or ~~~, as long)."""
+
     name = "fences"
 
     def __init__(self) -> None:
         self.stop = False
         self._line = ""
-        self._open = False
+        self._tracker = FenceTracker()
         self._last = ""
-        self._closed = False
+        self._closed: str | None = None
 
     def feed(self, text: str, tokens_left: int) -> str:
         if text:
             *complete, self._line = (self._line + text).split("\n")
             for line in complete:
-                self._open ^= bool(FENCE.match(line))
+                self._tracker.feed(line)
             self._last = text[-1]
         return text
 
     def finish(self, reason: str) -> str:
-        is_open = self._open ^ bool(FENCE.match(self._line))
-        if not is_open:
+        self._tracker.feed(self._line)
+        fence = self._tracker.open
+        if fence is None:
             return ""
-        self._closed = True
-        return ("" if self._last in ("\n", "") else "\n") + "```"
+        self._closed = fence.closer
+        return ("" if self._last in ("\n", "") else "\n") + fence.closer
 
     def report(self) -> dict[str, Any]:
-        return {"closed_fence": self._closed}
+        return {"closed_fence": self._closed is not None, "closer": self._closed}

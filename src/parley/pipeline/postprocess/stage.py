@@ -1,72 +1,79 @@
-"""Stage 5, post-processing: the clean-up filters, run incrementally over the stream.
+"""The post-processing stage: runs its steps' filters incrementally over the stream, each timed as a step.
 
-A filter that wants the answer to end (a loop, a leaked turn marker) stops generation: the stage closes its
-upstream, which cancels the request in the engine.
+A filter that wants the answer to end (a loop, a leaked turn marker, a guard's block) stops generation: the
+engine is told to stop (not cancelled: the answer is complete), and the stage closes its upstream. Its
+`stop_reason` is passed to the later filters' `finish` ("loop", "content_filter", "stop"); the client sees
+`content_filter` or `stop`. Reasoning text and tool-call fragments pass through untouched.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
-from parley.guards.output_guard import OutputGuard
-from parley.pipeline.cleanup import (
-    FenceCloser,
-    LeakedTokenStripper,
-    RepetitionCutter,
-    TextFilter,
-    TruncationTrimmer,
-)
+from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import FilterStep, TextFilter, aclose
 from parley.pipeline.turn import Delta, Turn
 
 
-def filters_for(turn: Turn) -> list[TextFilter]:
-    """JSON answers are shaped by the grammar, so only leaked tokens are stripped; raw completions are
-    continuations, so they are not trimmed to sentences or given closing fences."""
-    strip = LeakedTokenStripper(turn.engine_required.special_token_texts())
-    guard: list[TextFilter] = []
-    if turn.guards is not None:  # security filters apply in every mode; JSON is data, not markdown for a page
-        guard = list(turn.guards.output_filters(turn.key_policy, turn.canary, turn.system_prompt,
-                                                markdown=turn.grammar is None))  # fmt: skip
-    if turn.grammar is not None:
-        return [strip, *guard]
-    if turn.request.ignore_eos:  # benchmarks ask for exactly max_tokens: only security may end the answer
-        strip.ends = set()
-        return [strip, *guard]
-    if turn.kind == "completion":
-        return [strip, *guard, RepetitionCutter()]
-    return [strip, *guard, RepetitionCutter(), TruncationTrimmer(), FenceCloser()]
+class TimedFilters:
+    """The turn's filters in order, with the time each spends."""
+
+    def __init__(self, filters: list[TextFilter]) -> None:
+        self.filters = filters
+        self.seconds = [0.0] * len(filters)
+
+    def feed(self, text: str, tokens_left: int) -> str:
+        for i, f in enumerate(self.filters):
+            start = time.perf_counter()
+            text = f.feed(text, tokens_left) if text else ""
+            self.seconds[i] += time.perf_counter() - start
+        return text
+
+    def stopped_by(self) -> TextFilter | None:
+        return next((f for f in self.filters if f.stop), None)
+
+    def finish(self, reason: str, tokens_left: int) -> str:
+        tail = ""
+        for i, f in enumerate(self.filters):
+            start = time.perf_counter()
+            tail = (f.feed(tail, tokens_left) if tail else "") + f.finish(reason)
+            self.seconds[i] += time.perf_counter() - start
+        return tail
 
 
 class PostprocessStage:
     name = "postprocess"
 
-    async def process(self, turn: Turn, upstream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
-        filters = filters_for(turn)
+    def __init__(self, steps: list[FilterStep]) -> None:
+        self.steps = steps
+
+    async def process(self, turn: Turn, ctx: TurnContext, upstream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+        applied = [s for s in self.steps if s.applies(turn, ctx)]
+        filters = TimedFilters([s.build(turn, ctx) for s in applied])
         budget = turn.params.max_tokens if turn.params else 0
-        used, reason, stopped_by = 0, None, None
+        used, reason, stopper = 0, None, None
         try:
             async for delta in upstream:
                 used += delta.n_tokens
-                text = delta.text
-                for f in filters:
-                    text = f.feed(text, budget - used) if text else ""
-                    if f.stop and stopped_by is None:
-                        stopped_by = f.name
-                if text:
-                    yield Delta(text)
-                if delta.finish_reason or stopped_by:
+                text = filters.feed(delta.text, budget - used)
+                stopper = filters.stopped_by()
+                if text or delta.reasoning or delta.tool_calls:
+                    yield Delta(text, reasoning=delta.reasoning, tool_calls=delta.tool_calls)
+                if delta.finish_reason or stopper:
                     reason = delta.finish_reason
                     break
+            if stopper is not None and reason is None:
+                await ctx.stop_generation()
         finally:
-            aclose = getattr(upstream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        if stopped_by:
-            reason = "content_filter" if stopped_by == OutputGuard.name else "stop"
-        flush_reason = "loop" if stopped_by == RepetitionCutter.name else (reason or "stop")
-        tail = ""
-        for f in filters:
-            tail = (f.feed(tail, budget - used) if tail else "") + f.finish(flush_reason)
+            await aclose(upstream)
+        flush = getattr(stopper, "stop_reason", "stop") if stopper else (reason or "stop")
+        if stopper is not None:
+            reason = "content_filter" if flush == "content_filter" else "stop"
+        tail = filters.finish(flush, budget - used)
         turn.finish_reason = reason or "stop"
-        turn.note(self.name, stopped_by=stopped_by, **{f.name: f.report() for f in filters})
+        for step, f, seconds in zip(applied, filters.filters, filters.seconds, strict=True):
+            turn.note(step.name, **f.report())
+            turn.step_ran(self.name, step.name, seconds)
+        turn.note(self.name, stopped_by=stopper.name if stopper else None)
         yield Delta(tail, finish_reason=turn.finish_reason)

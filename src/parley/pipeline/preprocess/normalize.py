@@ -1,4 +1,4 @@
-"""Text normalisation for prompts: Unicode NFC, control and zero-width characters out, tidy whitespace.
+"""Step `normalize`: Unicode NFC, control and zero-width characters out, tidy whitespace.
 
 Code blocks keep their inner spacing (indentation and alignment carry meaning there).
 """
@@ -9,10 +9,13 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from parley.markdown import FenceTracker
+from parley.pipeline.context import TurnContext
+from parley.pipeline.turn import Turn
+
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 # C0/C1 controls except tab and newline; carriage returns are folded into newlines first.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-FENCE = re.compile(r"^\s*(```|~~~)")
 INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}")
 BLANK_RUN = re.compile(r"\n{3,}")
 
@@ -34,13 +37,34 @@ def normalize_text(text: str, report: NormalizeReport) -> str:
     report.zero_width_removed += len(text) - len(without_zw)
     text, n = CONTROL.subn("", without_zw)
     report.control_removed += n
-    lines, in_code = [], False
+    lines, fences = [], FenceTracker()
     for line in text.split("\n"):
-        if FENCE.match(line):
-            in_code = not in_code
+        in_code = fences.feed(line)
         stripped = line.rstrip()
         if not in_code:
             stripped, n = INNER_SPACES.subn(" ", stripped)
             report.whitespace_collapsed += n
         lines.append(stripped)
     return BLANK_RUN.sub("\n\n", "\n".join(lines)).strip()
+
+
+class Normalize:
+    """Chat messages and text prompts (a prompt of token ids is taken as given)."""
+
+    name = "normalize"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return turn.kind == "chat" or isinstance(turn.raw_prompt, str)
+
+    def run(self, turn: Turn, ctx: TurnContext) -> None:
+        report = NormalizeReport()
+        if turn.kind == "chat":
+            for i, msg in enumerate(turn.messages):
+                clean = normalize_text(msg.content, report)
+                if clean != msg.content:
+                    report.changed_messages.append(i)
+                msg.content = clean
+        else:
+            turn.raw_prompt = normalize_text(str(turn.raw_prompt), report)
+        turn.note(self.name, **{k: v for k, v in report.__dict__.items() if v})

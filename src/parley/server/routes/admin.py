@@ -8,16 +8,17 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from parley.errors import InvalidRequest, NotFound
+from parley.protocol.openai import Body
 from parley.server.auth import Access, AccessControl
 from parley.store.keys import KeyRepository
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(Access("admin"))])
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[Literal["chat", "feedback", "admin"]] = Field(min_length=1)
     rpm: int | None = Field(None, ge=1, description="requests per minute")

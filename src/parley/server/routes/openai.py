@@ -19,7 +19,7 @@ from parley.protocol.openai import (
     ModelList,
     to_wire,
 )
-from parley.server.auth import Access, AccessControl
+from parley.server.auth import Access
 from parley.server.sse import sse_response
 
 router = APIRouter(tags=["OpenAI-compatible"], dependencies=[Depends(Access("chat"))])
@@ -36,24 +36,10 @@ def wants_trace(request: Request) -> bool:
 
 async def respond(request: Request, turn: Turn) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
-    gate: AccessControl = request.app.state.access
-    key = getattr(request.state, "api_key", None)
-    turn.key_policy = key.policy if key is not None else None
-    run = await pipeline.start(turn)
-
-    async def charge() -> None:
-        await gate.charge_tokens(key, turn.usage.prompt_tokens + turn.usage.completion_tokens)
-
+    run = await pipeline.start(turn, key=getattr(request.state, "api_key", None))
     if turn.request.stream:
-
-        async def finish() -> None:
-            await run.aclose()
-            await charge()
-
-        return sse_response(run.chunks(), finish)
-    body = to_wire(await run.response())
-    await charge()
-    return JSONResponse(body)
+        return sse_response(run.chunks(), run.aclose)
+    return JSONResponse(to_wire(await run.response()))
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)

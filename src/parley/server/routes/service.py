@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from parley.engines.registry import EngineRegistry
 from parley.errors import EngineUnavailable, InvalidRequest
-from parley.pipeline.input import chat_message
-from parley.protocol.openai import ChatMessage
+from parley.pipeline.runner import Pipeline
+from parley.pipeline.turn import Turn
+from parley.protocol.openai import Body, ChatCompletionRequest, ChatMessage, CompletionRequest, ResponseFormat
 from parley.server.auth import Access
 
 router = APIRouter(tags=["Service"])
@@ -41,22 +42,27 @@ async def status(request: Request) -> dict[str, Any]:
     return {"models": {name: engine.status() for name, engine in registry.engines.items()}}
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(Body):
     model: str
     prompt: str | None = None
     messages: list[ChatMessage] | None = Field(None, min_length=1)
+    response_format: ResponseFormat | None = None
 
 
 @router.post("/tokenize", dependencies=[Depends(Access("chat"))])
 async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
-    """Tokens as the model sees them (vLLM's endpoint): `messages` go through the chat template."""
-    registry: EngineRegistry = request.app.state.registry
-    engine = registry.find(body.model)
+    """Tokens as the model sees them (vLLM's endpoint): the pipeline's own input and preprocessing steps up to
+    the template and tokenizer (normalisation, the input guard and its canary, the response format)."""
+    pipeline: Pipeline = request.app.state.pipeline
+    fields = body.model_dump(exclude_none=True, by_alias=True)
     if body.messages is not None:
-        messages = [vars(chat_message(m, f"messages[{i}]")[0]) for i, m in enumerate(body.messages)]
-        tokens = engine.tokenize(engine.apply_chat_template(messages))
+        turn = Turn(kind="chat", request=ChatCompletionRequest(**fields))
     elif body.prompt is not None:
-        tokens = engine.tokenize(body.prompt, special=False)
+        turn = Turn(kind="completion", request=CompletionRequest(**fields))
     else:
         raise InvalidRequest("Give `prompt` or `messages`.", param="prompt")
-    return {"tokens": tokens, "count": len(tokens), "max_model_len": engine.info.context_window}
+    ctx = await pipeline.prepare(turn, key=getattr(request.state, "api_key", None), until="render")
+    if not turn.prompt_tokens and turn.kind == "chat":
+        raise InvalidRequest(f"The model `{turn.model}` applies its own template: it cannot tokenize here.")
+    tokens = turn.prompt_tokens
+    return {"tokens": tokens, "count": len(tokens), "max_model_len": ctx.engine_required.info.context_window}

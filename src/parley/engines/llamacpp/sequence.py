@@ -1,0 +1,62 @@
+"""What the continuous batcher schedules: sequences (requests in flight) in slots (llama.cpp sequence ids),
+and the events a sequence sends back to its request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import llama_cpp
+
+from parley.engines.base import AdapterRef, SamplingParams
+
+
+@dataclass
+class TokenEvent:
+    token: int
+    piece: bytes
+
+
+@dataclass
+class DoneEvent:
+    finish_reason: str  # stop | length | cancelled | error
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    error: str | None = None
+
+
+Event = TokenEvent | DoneEvent
+
+# Why a sequence is asked to end before the model ends it.
+CANCEL = "cancelled"  # the client went away or the server is shutting down
+STOP = "stop"  # the caller has what it needs: a stop sequence, a post-processing step
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request in flight. Fields after `emit` belong to the scheduler thread."""
+
+    id: str
+    prompt: list[int]
+    params: SamplingParams
+    sampler: llama_cpp.llama_sampler_p | None
+    emit: Callable[[Event], None]
+    adapter: AdapterRef | None = None
+    end_requested: str | None = None  # CANCEL or STOP, set from any thread
+    slot: Slot | None = None
+    n_prompt_done: int = 0
+    n_cached: int = 0
+    n_generated: int = 0
+    pending: int | None = None  # sampled but not yet decoded
+    order: int = 0
+    follow: tuple[Sequence, int] | None = None  # (leader, tokens): copy the leader's prefix once computed
+
+
+@dataclass(eq=False)
+class Slot:
+    id: int  # the llama.cpp sequence id
+    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for this sequence, in order
+    adapter: AdapterRef | None = None  # the adapter `tokens` were computed under
+    seq: Sequence | None = None
+    last_used: float = 0.0

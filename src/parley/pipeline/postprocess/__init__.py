@@ -1,0 +1,23 @@
+"""Stage 5, post-processing: incremental filters over the answer's stream.
+
+Add a step: a class with `name`, `default`, `applies(turn, ctx)` and `build(turn, ctx)` (returning a
+`TextFilter`) in a module of its own, and one line in `POSTPROCESS` (its place there is its place in the
+default order).
+"""
+
+from __future__ import annotations
+
+from parley.pipeline.postprocess.stage import PostprocessStage
+from parley.pipeline.postprocess.steps import Fences, Html, LeakedTokens, OutputGuard, Repetition, Truncation
+from parley.pipeline.stage import FilterStep
+
+POSTPROCESS: dict[str, FilterStep] = {
+    "leaked_tokens": LeakedTokens(),
+    "html": Html(),
+    "output_guard": OutputGuard(),
+    "repetition": Repetition(),
+    "truncation": Truncation(),
+    "fences": Fences(),
+}
+
+__all__ = ["POSTPROCESS", "PostprocessStage"]

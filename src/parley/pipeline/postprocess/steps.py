@@ -1,0 +1,96 @@
+"""The post-processing steps there are: each builds one incremental filter for a turn, when it applies.
+
+JSON answers are shaped by the grammar, so they get only the token stripper and the output guard; raw
+completions are continuations, so they are not trimmed to sentences or given closing fences; `ignore_eos`
+requests (benchmarks) ask for exactly `max_tokens`, so only the guards may end them.
+"""
+
+from __future__ import annotations
+
+from parley.pipeline.context import TurnContext
+from parley.pipeline.postprocess.cleanup import FenceCloser, LeakedTokenStripper, RepetitionCutter, TruncationTrimmer
+from parley.pipeline.stage import TextFilter
+from parley.pipeline.turn import Turn
+
+
+def shapes_prose(turn: Turn) -> bool:
+    """Free text that the clean-up may reshape: not JSON, not a benchmark's fixed-length answer."""
+    return turn.grammar is None and not turn.request.ignore_eos
+
+
+class LeakedTokens:
+    name = "leaked_tokens"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return True
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        strip = LeakedTokenStripper(ctx.engine_required.special_token_texts())
+        if turn.request.ignore_eos:  # nothing but security ends a fixed-length answer
+            strip.ends = set()
+        return strip
+
+
+class Html:
+    """HTML/JS sanitising of markdown a page will render; before the output guard, so that removing a tag
+    cannot join the halves of a secret the guard would have seen apart."""
+
+    name = "html"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return (
+            ctx.guards is not None and turn.grammar is None
+            and "html" in ctx.guards.output_policy(ctx.key_policy).actions
+        )  # fmt: skip
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        from parley.guards.html import HtmlSanitizer
+
+        return HtmlSanitizer()
+
+
+class OutputGuard:
+    name = "output_guard"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return ctx.guards is not None
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        assert ctx.guards is not None
+        return ctx.guards.output_guard(ctx.key_policy, turn.guard.canary, turn.guard.system_prompt)
+
+
+class Repetition:
+    name = "repetition"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return shapes_prose(turn)
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        return RepetitionCutter()
+
+
+class Truncation:
+    name = "truncation"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return turn.kind == "chat" and shapes_prose(turn)
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        return TruncationTrimmer()
+
+
+class Fences:
+    name = "fences"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return turn.kind == "chat" and shapes_prose(turn)
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        return FenceCloser()

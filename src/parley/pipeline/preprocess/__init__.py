@@ -1,0 +1,22 @@
+"""Stage 2, preprocessing: the steps that turn the parsed request into the prompt the model sees.
+
+Add a step: a class with `name`, `default`, `applies(turn, ctx)` and `run(turn, ctx)` in a module of its own,
+and one line in `PREPROCESS` (its place in the dict is its place in the default order).
+"""
+
+from __future__ import annotations
+
+from parley.pipeline.preprocess.guard_input import GuardInput
+from parley.pipeline.preprocess.limits import Limits
+from parley.pipeline.preprocess.normalize import Normalize
+from parley.pipeline.preprocess.render import Render
+from parley.pipeline.preprocess.response_format import ResponseFormat
+from parley.pipeline.stage import TurnStep
+
+PREPROCESS: dict[str, TurnStep] = {
+    "normalize": Normalize(),
+    "guard_input": GuardInput(),
+    "response_format": ResponseFormat(),
+    "render": Render(),
+    "limits": Limits(),
+}

@@ -1,0 +1,36 @@
+"""Step `render`: the prompt as the model sees it. Chat messages go through the model's own chat template and
+tokenizer (or, for an engine that applies its own template, travel as messages); a text prompt is tokenised
+as plain text; a prompt of token ids is checked against the vocabulary."""
+
+from __future__ import annotations
+
+from parley.errors import InvalidRequest
+from parley.pipeline.context import TurnContext
+from parley.pipeline.turn import Turn
+
+
+class Render:
+    name = "render"
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return True
+
+    def run(self, turn: Turn, ctx: TurnContext) -> None:
+        engine = ctx.engine_required
+        if turn.kind == "chat":
+            if not engine.info.capabilities.chat_template:
+                turn.note(self.name, template="engine")  # the engine renders the messages itself
+                return
+            turn.prompt = engine.apply_chat_template([{"role": m.role, "content": m.content} for m in turn.messages])
+            turn.prompt_tokens = engine.tokenize(turn.prompt)
+        elif isinstance(turn.raw_prompt, list):
+            bad = [t for t in turn.raw_prompt if not 0 <= t < engine.info.n_vocab]
+            if bad:
+                raise InvalidRequest(f"Token id {bad[0]} is outside the vocabulary.", param="prompt")
+            turn.prompt_tokens = list(turn.raw_prompt)
+            turn.prompt = engine.detokenize(turn.prompt_tokens)
+        else:
+            turn.prompt = str(turn.raw_prompt)
+            turn.prompt_tokens = engine.tokenize(turn.prompt, special=False)
+        turn.note(self.name, prompt_tokens=len(turn.prompt_tokens), chars=len(turn.prompt))
