@@ -28,7 +28,10 @@ MESSAGES = [{"role": "user", "content": "Write a detailed essay about the histor
 def direct(model_path: str, tokens: int, runs: int) -> list[dict[str, float]]:
     from llama_cpp import Llama
 
-    llm = Llama(model_path, n_ctx=2048, n_threads=2, n_threads_batch=2, verbose=False)
+    from parley.engines.llamacpp.gguf_model import portable_defaults
+
+    with portable_defaults():  # the same weights layout Parley uses (no AMX repacking, which crashes here)
+        llm = Llama(model_path, n_ctx=2048, n_threads=2, n_threads_batch=2, verbose=False)
     import llama_cpp
 
     vocab = llama_cpp.llama_model_get_vocab(llm.model)

@@ -7,8 +7,11 @@ the aggregate output throughput, errors and peak RSS of the server. Every reques
 `--tokens` tokens greedily (end-of-generation banned: `ignore_eos` for Parley, a logit bias for the baseline).
 
     python bench/serve.py [--levels 1,4,16,32] [--tokens 64] [--slots 16] [--ctx 2048]
+                          [--against REF] [--deterministic] [--skip-baseline]
 
-Writes bench/results/serve.{json,md,png} and prints the ratios Parley/baseline and Parley/ceiling.
+`--against REF` also serves Parley as it was at git revision REF (a worktree, same venv), and
+`--deterministic` also serves this Parley with `--deterministic`: each is compared with this Parley in the
+same run. Writes bench/results/serve.{json,md,png} and prints the ratios.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import argparse
 import asyncio
 import json
 import random
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, free_port, parley_cmd, pct, peak_rss_mb, rss_mb, start, stop, stream_chat
+from common import ENV, RESULTS, ROOT, free_port, parley_cmd, pct, peak_rss_mb, rss_mb, start, stop, stream_chat
 from decode_loop import raw_decode_loop
 
 WORDS = [
@@ -162,7 +167,9 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--words", default="8,60", help="prompt length range in words (uniform)")
     ap.add_argument("--out", default="serve", help="name of the result files")
-    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-baseline", action="store_true", help="no llama_cpp.server run")
+    ap.add_argument("--against", metavar="REF", help="also serve Parley at this git revision, in the same run")
+    ap.add_argument("--deterministic", action="store_true", help="also serve this Parley with --deterministic")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -200,23 +207,48 @@ def main() -> None:
               flush=True)  # fmt: skip
     vocab.close()
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = parley_cmd(port, "--slots", str(args.slots), "--ctx", str(args.ctx), "--max-queue", "256")
-    parley = bench_server("parley", cmd, url, "/ready", levels, prompts_for, args.tokens, {"ignore_eos": True,
-                          "stream_options": {"include_usage": True}})  # fmt: skip
+    extra = {"ignore_eos": True, "stream_options": {"include_usage": True}}
+    sizing = ["--slots", str(args.slots), "--ctx", str(args.ctx), "--max-queue", "256"]
+
+    def serve_parley(name: str, flags: list[str], src: Path | None = None) -> list[dict]:
+        port = free_port()
+        ENV.clear()
+        if src is not None:
+            ENV["PYTHONPATH"] = str(src)  # that revision's package, ahead of this checkout's editable install
+        try:
+            return bench_server(name, parley_cmd(port, *sizing, *flags), f"http://127.0.0.1:{port}", "/ready",
+                                levels, prompts_for, args.tokens, extra)  # fmt: skip
+        finally:
+            ENV.clear()
+
+    series = {"parley": serve_parley("parley", [])}
+    if args.against:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "tree"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against],
+                           check=True, capture_output=True)  # fmt: skip
+            try:
+                series[f"parley@{args.against}"] = serve_parley(f"parley@{args.against}", [], tree / "src")
+            finally:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    if args.deterministic:
+        series["parley --deterministic"] = serve_parley("parley-det", ["--deterministic"])
     baseline = []
     if not args.skip_baseline:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
+        server = ("import runpy, sys; from parley.engines.llamacpp.gguf_model import portable_defaults; "
+                  "sys.argv[0] = 'llama_cpp.server'\nwith portable_defaults(): "
+                  "runpy.run_module('llama_cpp.server', run_name='__main__')")  # fmt: skip
+        cmd = [sys.executable, "-c", server, "--model", str(model_path), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(args.ctx), "--n_threads", "2", "--n_threads_batch", "2",
                "--interrupt_requests", "False"]  # fmt: skip
         baseline = bench_server("baseline", cmd, url, "/v1/models", levels, prompts_for, args.tokens,
                                 {"logit_bias": eog})  # fmt: skip
 
     report = {"tokens": args.tokens, "slots": args.slots, "ctx": args.ctx, "levels": levels, "words": [lo, hi],
-              "parley": parley, "baseline": baseline, "ceiling": [ceiling[c] for c in levels]}  # fmt: skip
+              "parley": series["parley"], "series": series, "baseline": baseline,
+              "ceiling": [ceiling[c] for c in levels]}  # fmt: skip
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
     table = markdown(report)
     (RESULTS / f"{args.out}.md").write_text(table)
@@ -235,9 +267,10 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = {r["concurrency"]: r for r in report["baseline"]}
+    series = report.get("series") or {"parley": report["parley"]}
     for i, row in enumerate(report["parley"]):
         c = row["concurrency"]
-        for name, r in (("parley", row), ("baseline", base.get(c))):
+        for name, r in [*((n, rows[i]) for n, rows in series.items()), ("baseline", base.get(c))]:
             if r:
                 lines.append(
                     f"| {c} | {name} | {r['throughput_tps']:.1f} | {r['ttft_p50_s']:.2f} | {r['ttft_p95_s']:.2f} | "
@@ -255,6 +288,14 @@ def markdown(report: dict) -> str:
         ceil = report["ceiling"][i]["decode_tps"]
         per_req = row["decode_tps_per_request"] * min(c, report["slots"]) / ceil
         lines.append(f"| {c} | {ratio_b} | {row['throughput_tps'] / ceil:.2f} | {per_req:.2f} |")
+    others = [n for n in series if n != "parley"]
+    if others:
+        lines += ["", "| c | " + " | ".join(f"{n} / parley (tok/s, TTFT p95)" for n in others) + " |",
+                  "|---|" + "---|" * len(others)]  # fmt: skip
+        for i, row in enumerate(report["parley"]):
+            cells = [f"{series[n][i]['throughput_tps'] / row['throughput_tps']:.2f}, "
+                     f"{series[n][i]['ttft_p95_s'] / row['ttft_p95_s']:.2f}" for n in others]  # fmt: skip
+            lines.append(f"| {row['concurrency']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,7 +307,8 @@ def plot(report: dict, path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     levels = report["levels"]
-    a.plot(levels, [r["throughput_tps"] for r in report["parley"]], "o-", label="Parley")
+    for name, rows in (report.get("series") or {"Parley": report["parley"]}).items():
+        a.plot(levels, [r["throughput_tps"] for r in rows], "o-", label=name)
     if report["baseline"]:
         a.plot(levels, [r["throughput_tps"] for r in report["baseline"]], "s-", label="llama_cpp.server")
     a.plot(levels, [r["decode_tps"] for r in report["ceiling"]], "^--", label="raw decode loop (decode only)")
@@ -275,7 +317,8 @@ def plot(report: dict, path: Path) -> None:
     )
     a.set_xticklabels(levels)
     a.legend()
-    b.plot(levels, [r["ttft_p95_s"] for r in report["parley"]], "o-", label="Parley")
+    for name, rows in (report.get("series") or {"Parley": report["parley"]}).items():
+        b.plot(levels, [r["ttft_p95_s"] for r in rows], "o-", label=name)
     if report["baseline"]:
         b.plot(levels, [r["ttft_p95_s"] for r in report["baseline"]], "s-", label="llama_cpp.server")
     b.set(xlabel="concurrent streams", ylabel="seconds", title="Time to first token, p95", xscale="log", xticks=levels)

@@ -64,3 +64,9 @@ def test_greedy_answers_do_not_depend_on_concurrency_or_the_prefix_cache(det):
     assert det.status()["prefix_copies"] > copies  # the shared system prompt was copied, not recomputed
     again = answers(det, prompts, together=False)  # every prompt but its last token now cached
     assert again == alone_fresh
+
+
+def test_seeded_sampling_repeats(det):
+    tokens = chat_tokens(det, "Write a word.")
+    runs = [asyncio.run(collect(det, tokens, temperature=1.0, seed=42, max_tokens=12))[0] for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].strip()

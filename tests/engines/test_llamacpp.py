@@ -25,7 +25,7 @@ def cached_prefix_state(engine, slot_id, n):
     """A slot's KV cache cut to its first `n` tokens, as llama.cpp serialises it (positions, then the keys and
     values of every layer), with the sequence id each cell is tagged with blanked out."""
     batcher = engine.batcher
-    llama_cpp.llama_memory_seq_rm(batcher.mem, slot_id, n, -1)
+    llama_cpp.llama_memory_seq_rm(batcher.cache.mem, slot_id, n, -1)
     del batcher.slots[slot_id].tokens[n:]
     size = llama_cpp.llama_state_seq_get_size(batcher.ctx, slot_id)
     buf = (ctypes.c_uint8 * size)()
@@ -64,19 +64,14 @@ def test_tokenizer_matches_llama_cpp_python(engine, reference_llama):
     assert engine.detokenize(engine.tokenize("plain text", special=False)) == "plain text"
 
 
-def test_greedy_generation_is_deterministic_and_counted(engine):
+def test_generation_is_counted_and_a_repeated_prompt_comes_from_the_cache(engine):
     tokens = chat_tokens(engine, "Name a planet.")
     a, last_a = asyncio.run(collect(engine, tokens))
     b, last_b = asyncio.run(collect(engine, tokens))
-    assert a == b and a.strip()
-    assert last_a.stats.prompt_tokens == len(tokens)
+    assert a.strip() and b.strip()
+    assert last_a.stats.prompt_tokens == len(tokens) and last_a.stats.completion_tokens >= 1
     assert last_b.stats.cached_tokens == len(tokens) - 1  # the whole prompt but its last token came from cache
-
-
-def test_seeded_sampling_repeats(engine):
-    tokens = chat_tokens(engine, "Write a word.")
-    runs = [asyncio.run(collect(engine, tokens, temperature=1.0, seed=42))[0] for _ in range(2)]
-    assert runs[0] == runs[1]
+    # Equal answers for equal prompts are the deterministic mode's promise (test_deterministic.py), not this one's.
 
 
 def test_logit_bias_bans_a_token(engine):
@@ -153,14 +148,20 @@ def test_cancelling_frees_the_slot_and_the_queue_bounds_admission(engine):
     assert status["requests_rejected"] >= 1
 
 
-def test_quantised_kv_cache_serves_the_same_greedy_start(engine):
+def test_quantised_kv_cache_answers_and_holds_the_same_tokens_in_less_memory(engine):
     small = LlamaCppEngine(LlamaCppSpec(slots=1, ctx=512, kv_cache="q8_0", threads=2))
     try:
         assert small.info.details["kv_cache"] == "q8_0"
-        text, last = asyncio.run(collect(small, chat_tokens(small, "Name a planet."), max_tokens=8))
-        reference, _ = asyncio.run(collect(engine, chat_tokens(engine, "Name a planet."), max_tokens=8))
-        assert last.stats.completion_tokens >= 1
-        assert text.split()[:2] == reference.split()[:2]
+        tokens = chat_tokens(small, "Name a planet.")
+        text, last = asyncio.run(collect(small, tokens, max_tokens=8))
+        assert text.strip() and last.stats.completion_tokens >= 1
+
+        def cache_bytes(eng):
+            eng.batcher._reset_slot(eng.batcher.slots[0])
+            asyncio.run(collect(eng, tokens, max_tokens=1))
+            return llama_cpp.llama_state_seq_get_size(eng.batcher.ctx, eng.batcher.slots[0].id)
+
+        assert cache_bytes(small) < 0.6 * cache_bytes(engine)  # 8.5 bits a value instead of 16
     finally:
         small.close()
 

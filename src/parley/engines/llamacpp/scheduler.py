@@ -20,32 +20,18 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import llama_cpp
 
-from parley.engines.llamacpp import batches
+from parley.engines.llamacpp.batches import ballast_for, prefill_runs, run_chunk
+from parley.engines.llamacpp.counters import BatcherCounters
 from parley.engines.llamacpp.gguf_model import GGUFModel
+from parley.engines.llamacpp.kv import Batch, SlotCaches
 from parley.engines.llamacpp.prefix import place
 from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence, Slot, TokenEvent
 from parley.errors import ContextLengthExceeded, EngineOverloaded, InvalidRequest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatcherCounters:
-    steps: int = 0
-    admitted: int = 0
-    rejected: int = 0
-    cancelled: int = 0  # ended because the client left (or the server shut down)
-    stopped: int = 0  # ended early by the caller: a stop sequence, a post-processing step
-    finished: int = 0  # ended by the model: end of generation, or the token budget
-    prompt_tokens: int = 0
-    prompt_tokens_cached: int = 0
-    generated_tokens: int = 0
-    decode_errors: int = 0
-    prefix_copies: int = 0
 
 
 class ContinuousBatcher:
@@ -91,8 +77,8 @@ class ContinuousBatcher:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self.n_batch = cparams.n_batch
         self.n_ctx_seq: int = ctx_per_slot if self.unified else llama_cpp.llama_n_ctx_seq(self.ctx)
-        self.mem = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)  # allocated once
+        self.cache = SlotCaches(self.ctx, unified=self.unified)
+        self.batch = Batch(self.n_batch)
         self.slots = [Slot(i) for i in range(slots)]
         self.streams = self.slots + [Slot(i) for i in range(slots, self.n_streams)]  # the spare, if any
         self.counters = BatcherCounters()
@@ -141,7 +127,6 @@ class ContinuousBatcher:
     def status(self) -> dict[str, object]:
         with self._lock:
             queued, free = self._n_queued, self._n_free
-        c = self.counters
         return {
             "slots_total": len(self.slots),
             "slots_busy": len(self.slots) - free,
@@ -150,17 +135,7 @@ class ContinuousBatcher:
             "ctx_per_slot": self.n_ctx_seq,
             "kv_layout": "unified" if self.unified else "split",
             "deterministic": self.deterministic,
-            "steps": c.steps,
-            "requests_admitted": c.admitted,
-            "requests_rejected": c.rejected,
-            "requests_finished": c.finished,
-            "requests_stopped": c.stopped,
-            "requests_cancelled": c.cancelled,
-            "prompt_tokens": c.prompt_tokens,
-            "prompt_tokens_cached": c.prompt_tokens_cached,
-            "prefix_copies": c.prefix_copies,
-            "generated_tokens": c.generated_tokens,
-            "decode_errors": c.decode_errors,
+            **self.counters.report(),
         }
 
     def close(self) -> None:
@@ -171,7 +146,7 @@ class ContinuousBatcher:
         if self._thread.is_alive():
             log.error("batcher thread did not stop; leaking the llama.cpp context")
             return
-        llama_cpp.llama_batch_free(self.batch)
+        self.batch.free()
         llama_cpp.llama_free(self.ctx)
         self.ctx = None
 
@@ -237,11 +212,8 @@ class ContinuousBatcher:
             if plan.copy_from is not None:
                 self._copy_prefix(plan.copy_from, slot, plan.copy_len)
                 reuse = plan.copy_len
-            elif reuse < len(slot.tokens) or slot.adapter != seq.adapter:
-                if not llama_cpp.llama_memory_seq_rm(self.mem, slot.id, reuse, -1):
-                    llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
-                    reuse = 0
-                del slot.tokens[reuse:]
+            else:
+                reuse = self.cache.keep(slot, reuse if slot.adapter == seq.adapter else 0)
             slot.adapter = seq.adapter
             if plan.leader is not None:
                 seq.follow = (plan.leader, plan.follow_len)
@@ -257,16 +229,7 @@ class ContinuousBatcher:
             c.prompt_tokens_cached += reuse
 
     def _copy_prefix(self, src: Slot, dst: Slot, n: int) -> None:
-        """Make `dst` hold the first `n` tokens of `src`'s cache. Unified: the cells are shared (no data moves).
-        Split: llama.cpp copies whole streams only, so copy it and cut the copy back to `n` tokens."""
-        if self.unified:
-            llama_cpp.llama_memory_seq_rm(self.mem, dst.id, -1, -1)
-            llama_cpp.llama_memory_seq_cp(self.mem, src.id, dst.id, 0, n)
-        else:
-            llama_cpp.llama_memory_seq_cp(self.mem, src.id, dst.id, -1, -1)
-            llama_cpp.llama_memory_seq_rm(self.mem, dst.id, n, -1)
-        dst.tokens = src.tokens[:n]
-        dst.adapter = src.adapter
+        self.cache.copy_prefix(src, dst, n)
         self.counters.prefix_copies += 1
 
     def _ready_to_prefill(self, seq: Sequence) -> bool:
@@ -286,25 +249,18 @@ class ContinuousBatcher:
         seq.n_prompt_done = seq.n_cached = n
         return True
 
-    def _put(self, i: int, token: int, slot: Slot, logits: bool) -> None:
-        b = self.batch
-        b.token[i] = token
-        b.pos[i] = len(slot.tokens)
-        b.n_seq_id[i] = 1
-        b.seq_id[i][0] = slot.id
-        b.logits[i] = logits
+    def _put(self, token: int, slot: Slot, logits: bool) -> int:
+        i = self.batch.add(token, len(slot.tokens), slot.id, logits)
         slot.tokens.append(token)
+        return i
 
-    def _put_decoding(self, n: int, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> int:
+    def _put_decoding(self, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> None:
         for slot in self.slots:  # one token for every sequence that is decoding
             seq = slot.seq
             if seq is not None and seq.pending is not None:
-                self._put(n, seq.pending, slot, True)
-                outputs.append((seq, n))
+                outputs.append((seq, self._put(seq.pending, slot, True)))
                 involved.append(slot)
                 seq.pending = None
-                n += 1
-        return n
 
     def _prefilling(self) -> list[Sequence]:
         waiting = sorted(
@@ -313,77 +269,72 @@ class ContinuousBatcher:
         )
         return [q for q in waiting if self._ready_to_prefill(q)]
 
-    def _put_prompt(self, n: int, seq: Sequence, take: int, outputs: list[tuple[Sequence, int]]) -> int:
+    def _put_prompt(self, seq: Sequence, take: int, outputs: list[tuple[Sequence, int]]) -> None:
         assert seq.slot is not None
+        i = -1
         for token in seq.prompt[seq.n_prompt_done : seq.n_prompt_done + take]:
-            self._put(n, token, seq.slot, False)
-            n += 1
+            i = self._put(token, seq.slot, False)
         seq.n_prompt_done += take
         if seq.n_prompt_done == len(seq.prompt):
-            self.batch.logits[n - 1] = True
-            outputs.append((seq, n - 1))
-        return n
+            self.batch.want_logits(i)
+            outputs.append((seq, i))
 
     def _step(self) -> None:
         """One call: every decoding sequence's next token, then prompt chunks, oldest request first."""
         outputs: list[tuple[Sequence, int]] = []
         involved: list[Slot] = []
-        n = self._put_decoding(0, outputs, involved)
+        self._put_decoding(outputs, involved)
         for seq in self._prefilling():
-            take = min(self.n_batch - n, self.prefill_chunk, len(seq.prompt) - seq.n_prompt_done)
+            take = min(self.n_batch - self.batch.n, self.prefill_chunk, len(seq.prompt) - seq.n_prompt_done)
             if take <= 0:
                 break
-            n = self._put_prompt(n, seq, take, outputs)
+            self._put_prompt(seq, take, outputs)
             involved.append(seq.slot)  # type: ignore[arg-type]
-        self._decode(n, outputs, involved)
+        self._decode(outputs, involved)
 
     def _step_shaped(self) -> None:
         """The deterministic step: a decode call, then one call per run of consecutive prefilling slots, each
         shaped by `batches` (equal rows per slot, under 64, never one token of one stream alone)."""
         outputs: list[tuple[Sequence, int]] = []
         involved: list[Slot] = []
-        n = self._put_decoding(0, outputs, involved)
-        if n:
-            n = self._pad(n, [s.id for s in involved])
-            self._decode(n, outputs, involved)
+        self._put_decoding(outputs, involved)
+        if outputs:
+            self._pad([s.id for s in involved])
+            self._decode(outputs, involved)
         budget = self.n_batch - len(outputs)
         ready = {q.slot.id: q for q in self._prefilling() if q.slot is not None}
-        runs = sorted(batches.prefill_runs(list(ready)), key=lambda run: min(ready[i].order for i in run))
+        runs = sorted(prefill_runs(list(ready)), key=lambda run: min(ready[i].order for i in run))
         for run in runs:  # the run holding the oldest request first
             seqs = [ready[i] for i in run]
-            take = batches.run_chunk([len(q.prompt) - q.n_prompt_done for q in seqs], budget, self.prefill_chunk)
+            take = run_chunk([len(q.prompt) - q.n_prompt_done for q in seqs], budget, self.prefill_chunk)
             if take <= 0:
                 break
-            outputs, involved, n = [], [], 0
+            outputs, involved = [], []
             for seq in seqs:
-                n = self._put_prompt(n, seq, take, outputs)
+                self._put_prompt(seq, take, outputs)
                 involved.append(seq.slot)  # type: ignore[arg-type]
             if take == 1:
-                n = self._pad(n, run)
-            budget -= n
-            self._decode(n, outputs, involved)
+                self._pad(run)
+            budget -= self.batch.n
+            self._decode(outputs, involved)
 
-    def _pad(self, n: int, ids: list[int]) -> int:
+    def _pad(self, ids: list[int]) -> None:
         """Add ballast tokens (batches.ballast_for); `_decode` takes them out of the cache again."""
-        for i in batches.ballast_for(ids, self.n_streams):
+        for i in ballast_for(ids, self.n_streams):
             slot = self.streams[i]
             if len(slot.tokens) >= self.n_ctx_seq:  # a full cache gives up its last token to make room
-                llama_cpp.llama_memory_seq_rm(self.mem, slot.id, len(slot.tokens) - 1, -1)
-                slot.tokens.pop()
-            b = self.batch
-            b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = 0, len(slot.tokens), 1, False
-            b.seq_id[n][0] = slot.id
+                self.cache.keep(slot, len(slot.tokens) - 1)
+            self.batch.add(0, len(slot.tokens), slot.id, False)
             self._ballast.append(slot)
-            n += 1
-        return n
 
-    def _decode(self, n: int, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> None:
-        if n == 0:
+    def _decode(self, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> None:
+        if self.batch.n == 0:
             return
-        self.batch.n_tokens = n
-        rc = llama_cpp.llama_decode(self.ctx, self.batch)
+        self.batch.raw.n_tokens = self.batch.n
+        self.batch.n = 0
+        rc = llama_cpp.llama_decode(self.ctx, self.batch.raw)
         for slot in self._ballast:
-            llama_cpp.llama_memory_seq_rm(self.mem, slot.id, len(slot.tokens), -1)
+            self.cache.forget_after(slot, len(slot.tokens))
         self._ballast = []
         self.counters.steps += 1
         if rc != 0:
@@ -419,9 +370,7 @@ class ContinuousBatcher:
                 self._finish(slot.seq, "error", error=f"llama_decode failed (code {rc})")
 
     def _reset_slot(self, slot: Slot) -> None:
-        llama_cpp.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
-        slot.tokens.clear()
-        slot.adapter = None
+        self.cache.clear(slot)
 
     def _finish(self, seq: Sequence, reason: str, error: str | None = None) -> None:
         slot = seq.slot
