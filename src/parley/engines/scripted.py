@@ -120,6 +120,7 @@ class ScriptedEngine:
         self.requests.append(request)
         script = self.respond(request) if self.respond else (self.scripts.popleft() if self.scripts else [])
         n_prompt = len(request.prompt_tokens) if request.prompt_tokens is not None else 0
+        stream: ScriptedStream
         if isinstance(script, Exception):
             stream = _Failing(deque(), request, n_prompt, error=script)
         else:

@@ -9,7 +9,7 @@ from parley.errors import InvalidRequest
 from parley.pipeline.complexity import estimate
 from parley.pipeline.context import TurnContext
 from parley.pipeline.preprocess.limits import asked_max_tokens
-from parley.pipeline.stage import TurnStep, run_steps
+from parley.pipeline.stage import BaseStep, TurnStep, run_steps
 from parley.pipeline.turn import Delta, Turn
 
 JSON_MAX_TOKENS = 512
@@ -20,15 +20,12 @@ JSON_REPETITION_PENALTY = 1.1
 JSON_DRY_MULTIPLIER = 0.8
 
 
-class Params:
+class Params(BaseStep):
     """Step `params`: the client's sampling parameters; where it left `max_tokens` or `temperature` unset,
     the complexity estimate's (docs/pipeline.md)."""
 
     name = "params"
-    default = True
 
-    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
-        return True
 
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request

@@ -19,7 +19,7 @@ from parley.pipeline.output import OutputStage
 from parley.pipeline.postprocess import POSTPROCESS, PostprocessStage
 from parley.pipeline.preprocess import PREPROCESS
 from parley.pipeline.stage import StageClock, record_streams, run_stage, select
-from parley.pipeline.turn import Delta, Turn
+from parley.pipeline.turn import Delta, Outcome, Turn
 from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completion
 
 if TYPE_CHECKING:
@@ -81,10 +81,11 @@ class Pipeline:
             steps = steps[: names.index(until) + 1]
         run_stage("preprocess", steps, turn, ctx)
 
-    async def end(self, turn: Turn, ctx: TurnContext, outcome: str, error: BaseException | None = None) -> None:
+    async def end(self, turn: Turn, ctx: TurnContext, outcome: Outcome, error: BaseException | None = None) -> None:
+        """End the turn once (later calls do nothing) and run the turn-end observers."""
         if turn.outcome is not None:
             return
-        turn.outcome, turn.error = outcome, error  # type: ignore[assignment]
+        turn.outcome, turn.error = outcome, error
         turn.timing.ended = time.perf_counter()
         await self.turn_end.fire(turn, ctx)
 
@@ -167,7 +168,7 @@ class Run:
                 await self.pipeline.end(self.turn, self.ctx, "cancelled")
 
     async def _end(self) -> None:
-        outcome = "failed" if self._error is not None else "finished"
+        outcome: Outcome = "failed" if self._error is not None else "finished"
         await self.pipeline.end(self.turn, self.ctx, outcome, self._error)
 
     def _close_trace(self, final_seconds: float) -> None:

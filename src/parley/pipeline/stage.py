@@ -47,6 +47,16 @@ class FilterStep(Protocol):
     def build(self, turn: Turn, ctx: TurnContext) -> TextFilter: ...
 
 
+class BaseStep:
+    """Defaults for a step: in the pipeline by default, applies to every turn. Steps override what differs."""
+
+    name: str
+    default = True
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return True
+
+
 S = TypeVar("S", TurnStep, FilterStep)
 
 

@@ -42,7 +42,8 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"We could not parse the JSON body of your request: {first['msg']}")
     if first.get("type") == "invalid_unicode":
-        where = (first.get("ctx") or {}).get("param")
+        details = first.get("ctx")
+        where = details.get("param") if isinstance(details, dict) else None
         return InvalidRequest(f"Invalid value for '{where}': {first['msg']}.", param=where, code="invalid_value")
     param = _param(tuple(first.get("loc", ())))
     if first.get("type") == "missing":

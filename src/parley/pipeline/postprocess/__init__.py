@@ -1,8 +1,8 @@
 """Stage 5, post-processing: incremental filters over the answer's stream.
 
-Add a step: a class with `name`, `default`, `applies(turn, ctx)` and `build(turn, ctx)` (returning a
-`TextFilter`) in a module of its own, and one line in `POSTPROCESS` (its place there is its place in the
-default order).
+Add a step: a `BaseStep` subclass with a `name` and `build(turn, ctx)` returning a `TextFilter` (and
+`applies(turn, ctx)` if it is not for every turn) in a module of its own, and one line in `POSTPROCESS` (its
+place there is its place in the default order).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from parley.pipeline.context import TurnContext
 from parley.pipeline.postprocess.cleanup import FenceCloser, LeakedTokenStripper, RepetitionCutter, TruncationTrimmer
-from parley.pipeline.stage import TextFilter
+from parley.pipeline.stage import BaseStep, TextFilter
 from parley.pipeline.turn import Turn
 
 
@@ -18,12 +18,9 @@ def shapes_prose(turn: Turn) -> bool:
     return turn.grammar is None and not turn.request.ignore_eos
 
 
-class LeakedTokens:
+class LeakedTokens(BaseStep):
     name = "leaked_tokens"
-    default = True
 
-    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
-        return True
 
     def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
         strip = LeakedTokenStripper(ctx.engine_required.special_token_texts())
@@ -32,12 +29,11 @@ class LeakedTokens:
         return strip
 
 
-class Html:
+class Html(BaseStep):
     """HTML/JS sanitising of markdown a page will render; before the output guard, so that removing a tag
     cannot join the halves of a secret the guard would have seen apart."""
 
     name = "html"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return (
@@ -51,9 +47,8 @@ class Html:
         return HtmlSanitizer()
 
 
-class OutputGuard:
+class OutputGuard(BaseStep):
     name = "output_guard"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return ctx.guards is not None
@@ -63,9 +58,8 @@ class OutputGuard:
         return ctx.guards.output_guard(ctx.key_policy, turn.guard.canary, turn.guard.system_prompt)
 
 
-class Repetition:
+class Repetition(BaseStep):
     name = "repetition"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return shapes_prose(turn)
@@ -74,9 +68,8 @@ class Repetition:
         return RepetitionCutter()
 
 
-class Truncation:
+class Truncation(BaseStep):
     name = "truncation"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return turn.kind == "chat" and shapes_prose(turn)
@@ -85,9 +78,8 @@ class Truncation:
         return TruncationTrimmer()
 
 
-class Fences:
+class Fences(BaseStep):
     name = "fences"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return turn.kind == "chat" and shapes_prose(turn)

@@ -1,6 +1,7 @@
 """Stage 2, preprocessing: the steps that turn the parsed request into the prompt the model sees.
 
-Add a step: a class with `name`, `default`, `applies(turn, ctx)` and `run(turn, ctx)` in a module of its own,
+Add a step: a `BaseStep` subclass with a `name` and `run(turn, ctx)` (and `applies(turn, ctx)` if it is not
+for every turn, `default = False` if only configurations that name it should run it) in a module of its own,
 and one line in `PREPROCESS` (its place in the dict is its place in the default order).
 """
 

@@ -8,14 +8,14 @@ from parley.errors import ContentFiltered
 from parley.guards.base import Action
 from parley.guards.output_guard import canary_instruction
 from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
 SCANNED_ROLES = ("user", "tool")
 
 
-class GuardInput:
+class GuardInput(BaseStep):
     name = "guard_input"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return turn.kind == "chat" and ctx.guards is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from parley.errors import ContextLengthExceeded, InvalidRequest
 from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
 MAX_LOGIT_BIAS = 300
@@ -14,12 +15,9 @@ def asked_max_tokens(turn: Turn) -> int | None:
     return getattr(turn.request, "max_completion_tokens", None) or turn.request.max_tokens
 
 
-class Limits:
+class Limits(BaseStep):
     name = "limits"
-    default = True
 
-    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
-        return True
 
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         info = ctx.engine_required.info

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from parley.markdown import FenceTracker
 from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -48,11 +49,10 @@ def normalize_text(text: str, report: NormalizeReport) -> str:
     return BLANK_RUN.sub("\n\n", "\n".join(lines)).strip()
 
 
-class Normalize:
+class Normalize(BaseStep):
     """Chat messages and text prompts (a prompt of token ids is taken as given)."""
 
     name = "normalize"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return turn.kind == "chat" or isinstance(turn.raw_prompt, str)

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from parley.errors import InvalidRequest
 from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
 
-class Render:
+class Render(BaseStep):
     name = "render"
-    default = True
 
-    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
-        return True
 
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         engine = ctx.engine_required

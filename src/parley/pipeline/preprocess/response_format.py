@@ -10,15 +10,15 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from parley.errors import InvalidRequest
 from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest
 
 JSON_INSTRUCTION = "Respond only with a JSON object."
 
 
-class ResponseFormat:
+class ResponseFormat(BaseStep):
     name = "response_format"
-    default = True
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         req = turn.request

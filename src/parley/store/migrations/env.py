@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from parley.store.models import Base
 
 connection = context.config.attributes.get("connection")
-options = {"target_metadata": Base.metadata, "render_as_batch": True}  # batch: SQLite's ALTER TABLE is limited
 
-if connection is not None:
-    context.configure(connection=connection, **options)
+
+def run(conn: Connection) -> None:
+    # render_as_batch: SQLite's ALTER TABLE is limited, so column changes rebuild the table there.
+    context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+if connection is not None:
+    run(connection)
 else:  # `alembic` run by hand with sqlalchemy.url set
-    engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "")
-    with engine.connect() as conn:
-        context.configure(connection=conn, **options)
-        with context.begin_transaction():
-            context.run_migrations()
+    with create_engine(context.config.get_main_option("sqlalchemy.url") or "").connect() as conn:
+        run(conn)
