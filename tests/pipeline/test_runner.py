@@ -9,7 +9,7 @@ import pytest
 
 from parley.engines.base import AdapterRef
 from parley.engines.scripted import ScriptedEngine, chunks_of
-from parley.errors import EngineFailed, EngineOverloaded, InvalidRequest, ModelNotFound
+from parley.errors import EngineFailed, EngineOverloaded, GuardsUnavailable, InvalidRequest, ModelNotFound
 from tests.pipeline.conftest import answer, chat, make_pipeline, stream
 
 STAGES = ["input", "preprocess", "model", "output", "postprocess", "final"]
@@ -128,3 +128,27 @@ def test_an_adapter_needs_an_engine_that_serves_adapters():
     with pytest.raises(InvalidRequest) as err:
         answer(make_pipeline(engine), turn)
     assert err.value.param == "model" and engine.requests == []
+
+
+def test_the_engine_kind_comes_from_its_info_not_from_a_status_call_per_request():
+    engine = ScriptedEngine([chunks_of("ok")])
+    turn = chat("q")
+    answer(make_pipeline(engine), turn)
+    assert engine.status_calls == 0
+    assert next(e for e in turn.trace if e.stage == "model").detail["engine"] == "scripted"
+
+
+def test_guards_that_are_not_ready_refuse_with_503_guards_unavailable():
+    from parley.config import Settings
+    from parley.guards.service import GuardsHolder
+    from parley.pipeline.runner import Pipeline
+
+    holder = GuardsHolder(enabled=True, policy="")  # not loaded yet
+    engine = ScriptedEngine()
+    pipeline = Pipeline(lambda name: engine, Settings(), holder.get)
+    ends = observed(pipeline)
+    with pytest.raises(GuardsUnavailable) as err:
+        answer(pipeline, chat("q"))
+    assert err.value.status == 503 and err.value.code == "guards_unavailable"
+    assert err.value.headers["Retry-After"] == "2"
+    assert ends == [("failed", "GuardsUnavailable", "", 0)] and engine.requests == []

@@ -86,6 +86,7 @@ class ScriptedEngine:
         self.admit = admit  # raises to refuse a request at admission (EngineOverloaded, ...)
         self.requests: list[GenerationRequest] = []
         self.streams: list[ScriptedStream] = []
+        self.status_calls = 0
         self.closed = False
         self.info = ModelInfo(
             id=name, kind=self.kind, source="scripted", context_window=context_window, n_vocab=256 + len(SPECIALS),
@@ -129,6 +130,7 @@ class ScriptedEngine:
         return stream
 
     def status(self) -> dict[str, Any]:
+        self.status_calls += 1
         return {"model": self.info.id, "engine": self.kind, "requests": len(self.requests)}
 
     def close(self) -> None:
