@@ -190,8 +190,8 @@ def test_stop_sequences_count_as_stops_and_closing_counts_as_a_cancellation(engi
     assert after["requests_cancelled"] == before["requests_cancelled"] + 1
 
 
-def test_a_request_for_an_adapter_is_refused_by_an_engine_without_adapters(engine):
-    assert engine.info.capabilities.adapters is False
+def test_a_request_for_an_adapter_that_is_not_loaded_is_refused(engine):
+    assert engine.info.capabilities.adapters is True
     request = GenerationRequest("a", SamplingParams(max_tokens=4), chat_tokens(engine, "Hi"), adapter=AdapterRef("x"))
     with pytest.raises(InvalidRequest):
         asyncio.run(engine.generate(request))

@@ -27,7 +27,7 @@ def make_pipeline(engine: ScriptedEngine, guards=None, **settings) -> Pipeline:
     def find(name: str):
         if name != engine.info.id:
             raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
-        return engine
+        return engine, None
 
     return Pipeline(find, Settings(**settings), lambda: guards)
 

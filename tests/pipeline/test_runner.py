@@ -122,12 +122,26 @@ def test_a_failing_observer_is_counted_and_changes_nothing():
 
 
 def test_an_adapter_needs_an_engine_that_serves_adapters():
+    from parley.config import Settings
+    from parley.pipeline.runner import Pipeline
+
     engine = ScriptedEngine()
-    turn = chat("q")
-    turn.adapter = AdapterRef("support-v2")
+    pipeline = Pipeline(lambda name: (engine, AdapterRef("support-v2")), Settings())
     with pytest.raises(InvalidRequest) as err:
-        answer(make_pipeline(engine), turn)
+        answer(pipeline, chat("q", model="support-v2"))
     assert err.value.param == "model" and engine.requests == []
+
+
+def test_an_adapter_named_as_the_model_reaches_the_engine_and_names_the_answer():
+    from parley.config import Settings
+    from parley.engines.base import Capabilities
+    from parley.pipeline.runner import Pipeline
+
+    engine = ScriptedEngine([chunks_of("tuned")], capabilities=Capabilities(adapters=True))
+    pipeline = Pipeline(lambda name: (engine, AdapterRef("support-v2", 0.5, "v1")), Settings())
+    resp = answer(pipeline, chat("q", model="support-v2"))
+    assert engine.requests[0].adapter == AdapterRef("support-v2", 0.5, "v1")
+    assert resp.model == "support-v2"
 
 
 def test_the_engine_kind_comes_from_its_info_not_from_a_status_call_per_request():
@@ -145,7 +159,7 @@ def test_guards_that_are_not_ready_refuse_with_503_guards_unavailable():
 
     holder = GuardsHolder(enabled=True, policy="")  # not loaded yet
     engine = ScriptedEngine()
-    pipeline = Pipeline(lambda name: engine, Settings(), holder.get)
+    pipeline = Pipeline(lambda name: (engine, None), Settings(), holder.get)
     ends = observed(pipeline)
     with pytest.raises(GuardsUnavailable) as err:
         answer(pipeline, chat("q"))

@@ -36,11 +36,13 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class AdapterRef:
-    """A LoRA adapter applied to one request, by name, at a scale. Its identity is part of the KV cache's:
-    a prompt prefix computed under one adapter is never reused under another."""
+    """A LoRA adapter applied to one request, by name, at a scale. `version` tells a retrained adapter of the
+    same name apart. Its identity is part of the KV cache's: a prompt prefix computed under one adapter (or
+    version, or scale) is never reused under another."""
 
     name: str
     scale: float = 1.0
+    version: str = ""
 
 
 @dataclass
@@ -132,6 +134,19 @@ class GenerationStream(Protocol):
     async def stop(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class AdapterHost(Protocol):
+    """An engine with `capabilities.adapters`: LoRA adapters loaded and unloaded while it serves."""
+
+    async def load_adapter(self, ref: AdapterRef, path: str) -> None:
+        """Load the adapter file; requests may name `ref` once this returns. Raises ValueError if the file is
+        not an adapter for this model."""
+        ...
+
+    async def unload_adapter(self, ref: AdapterRef) -> None:
+        """No new request may use `ref`; its memory is freed once the requests using it have ended."""
+        ...
 
 
 class Engine(Protocol):

@@ -1,15 +1,21 @@
-"""Engines by model name, built by kind from settings. Loading happens off the event loop; until it is done
-the server is not ready."""
+"""Engines by model name, built by kind from settings, and the LoRA adapters they serve by name. Loading
+happens off the event loop; until it is done the server is not ready."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, cast
 
 from parley.config import EngineSpec, LlamaCppSpec
-from parley.engines.base import Engine
+from parley.engines.base import AdapterHost, AdapterRef, Engine
 from parley.errors import EngineUnavailable, ModelNotFound
+
+if TYPE_CHECKING:
+    from parley.store.adapters import Adapter
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +32,18 @@ ENGINE_KINDS: dict[str, Callable[[EngineSpec], Engine]] = {
 }
 
 
+@dataclass(frozen=True)
+class ServedAdapter:
+    ref: AdapterRef
+    base: str  # the id of the engine's model it applies to
+    created: datetime
+
+
 class EngineRegistry:
     def __init__(self) -> None:
         self.engines: dict[str, Engine] = {}
+        self.adapters: dict[str, ServedAdapter] = {}
+        self.adapter_errors: dict[str, str] = {}
         self.loading = True
         self.errors: list[str] = []
 
@@ -59,6 +74,13 @@ class EngineRegistry:
     def error(self) -> str | None:
         return "; ".join(self.errors) or None
 
+    def resolve(self, name: str) -> tuple[Engine, AdapterRef | None]:
+        """The engine that serves model `name`, and the adapter `name` is, if it is one."""
+        served = self.adapters.get(name)
+        if served is not None and served.base in self.engines:
+            return self.engines[served.base], served.ref
+        return self.find(name), None
+
     def find(self, name: str) -> Engine:
         engine = self.engines.get(name)
         if engine is not None:
@@ -69,7 +91,40 @@ class EngineRegistry:
             raise EngineUnavailable(f"The model failed to load: {self.error}")
         raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
 
+    async def sync_adapters(self, wanted: Iterable[Adapter]) -> None:
+        """Serve exactly the enabled adapters of the registry: load new or retrained ones, unload the rest.
+        A file that does not load is reported (`adapter_errors`) and retried at the next change."""
+        records = {a.name: a for a in wanted if a.enabled}
+        for name, served in list(self.adapters.items()):
+            record = records.get(name)
+            if record is None or _ref(record) != served.ref:
+                del self.adapters[name]  # no new request may name it from here on
+                await cast(AdapterHost, self.engines[served.base]).unload_adapter(served.ref)
+                log.info("adapter %s unloaded", name)
+        for name, record in records.items():
+            if name in self.adapters:
+                continue
+            engine = self.engines.get(record.base_model)
+            if name in self.engines:
+                self.adapter_errors[name] = "an adapter cannot take the name of a served model"
+            elif engine is None or not engine.info.capabilities.adapters:
+                self.adapter_errors[name] = f"no served model {record.base_model!r} takes adapters here"
+            else:
+                try:
+                    await cast(AdapterHost, engine).load_adapter(_ref(record), record.gguf_path)
+                except ValueError as exc:
+                    self.adapter_errors[name] = str(exc)
+                    log.error("adapter %s did not load: %s", name, exc)
+                    continue
+                self.adapters[name] = ServedAdapter(_ref(record), engine.info.id, record.created_at)
+                self.adapter_errors.pop(name, None)
+                log.info("adapter %s served on %s", name, engine.info.id)
+
     def close(self) -> None:
         for engine in self.engines.values():
             engine.close()
         self.engines.clear()
+
+
+def _ref(record: Adapter) -> AdapterRef:
+    return AdapterRef(record.name, record.scale, record.updated_at.isoformat())

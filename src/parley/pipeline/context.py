@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from parley.engines.base import Engine
+from parley.engines.base import AdapterRef, Engine
 
 if TYPE_CHECKING:
     from parley.guards.service import Guards
@@ -18,9 +18,13 @@ async def _nothing_to_stop() -> None:
     return None
 
 
+# A model name → the engine that serves it, and the adapter it names (None: the base model).
+ResolveModel = Callable[[str], tuple[Engine, AdapterRef | None]]
+
+
 @dataclass
 class TurnContext:
-    find_engine: Callable[[str], Engine]
+    resolve: ResolveModel
     key: ApiKey | None = None  # None: open mode (no keys exist yet)
     guards: Guards | None = None
     engine: Engine | None = None  # resolved by the input stage

@@ -24,8 +24,8 @@ class InputStage:
 
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request
-        ctx.engine = ctx.find_engine(req.model)  # raises ModelNotFound
-        turn.model = ctx.engine.info.id
+        ctx.engine, turn.adapter = ctx.resolve(req.model)  # raises ModelNotFound
+        turn.model = turn.adapter.name if turn.adapter is not None else ctx.engine.info.id
         if req.n != 1:
             raise InvalidRequest("Only n=1 is supported.", param="n")
         if req.stream_options is not None and not req.stream:

@@ -9,8 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from parley.config import Settings
-from parley.engines.base import Engine
-from parley.pipeline.context import TurnContext
+from parley.pipeline.context import ResolveModel, TurnContext
 from parley.pipeline.final import FinalStage
 from parley.pipeline.hooks import TurnEndHook
 from parley.pipeline.input import InputStage
@@ -32,11 +31,11 @@ class Pipeline:
 
     def __init__(
         self,
-        find_engine: Callable[[str], Engine],
+        resolve: ResolveModel,
         settings: Settings,
         find_guards: Callable[[], Guards | None] = lambda: None,
     ) -> None:
-        self.find_engine = find_engine
+        self.resolve = resolve
         self.find_guards = find_guards
         self.input = InputStage(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
         self.preprocess = select(settings.preprocess_steps, PREPROCESS, "preprocess")
@@ -49,7 +48,7 @@ class Pipeline:
     async def start(self, turn: Turn, key: ApiKey | None = None) -> Run:
         """Run the stages up to admission. Bad input and a full engine raise here, before any response; the
         turn then ends as failed (the turn-end hook runs) before the error propagates."""
-        ctx = TurnContext(self.find_engine, key=key)
+        ctx = TurnContext(self.resolve, key=key)
         try:
             await asyncio.to_thread(self._prepare, turn, ctx)  # scanning and tokenising stay off the event loop
             model_clock = StageClock(self.model.name)
@@ -65,7 +64,7 @@ class Pipeline:
     async def prepare(self, turn: Turn, key: ApiKey | None = None, *, until: str | None = None) -> TurnContext:
         """Input and preprocessing only (up to and including step `until`): the prompt as the model would see
         it, as `/tokenize` reports it. Not a turn that is answered: the turn-end hook does not run."""
-        ctx = TurnContext(self.find_engine, key=key)
+        ctx = TurnContext(self.resolve, key=key)
         await asyncio.to_thread(self._prepare, turn, ctx, until)
         return ctx
 

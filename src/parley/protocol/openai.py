@@ -251,6 +251,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "parley"
     context_window: int | None = None
+    root: str | None = None  # vLLM: the base model an adapter applies to
+    parent: str | None = None
 
 
 class ModelList(BaseModel):

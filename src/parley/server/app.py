@@ -10,17 +10,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from parley import __version__
+from parley.completion_log import CompletionLog
 from parley.config import Settings
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
 from parley.guards.service import GuardsHolder
 from parley.pipeline.runner import Pipeline
+from parley.server.adapter_sync import AdapterSync
 from parley.server.auth import AccessControl, RateLimitHeaders
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
 from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
-from parley.server.routes import admin, openai, service
+from parley.server.routes import admin, feedback, openai, service
+from parley.store.adapters import AdapterRepository
+from parley.store.completions import CompletionRepository
 from parley.store.db import Database
+from parley.store.feedback import FeedbackRepository
 from parley.store.keys import KeyRepository
 
 log = logging.getLogger(__name__)
@@ -35,17 +40,30 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     db = Database(settings.db_url(), migrate=settings.auto_migrate)
     guards = GuardsHolder(settings.guards, settings.guard_policy, settings.topic, settings.topic_threshold)
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
+    completions = CompletionRepository(db)
+    completion_log = None
+    if settings.completion_log:
+        spill = settings.data_dir / "completion-log.spill.jsonl"
+        completion_log = CompletionLog(completions, spill, retention_days=settings.log_retention_days)
+    adapters = AdapterRepository(db)
+    adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = None if engine is not None else asyncio.create_task(registry.load(settings.engine_specs()))
         guard_loader = asyncio.create_task(guards.load())
+        syncing = asyncio.create_task(adapter_sync.run())
+        if completion_log is not None:
+            completion_log.start()
         try:
             yield
         finally:
+            syncing.cancel()
             for task in (loader, guard_loader):
                 if task is not None and not task.done():
                     await task
+            if completion_log is not None:
+                await asyncio.to_thread(completion_log.close)
             registry.close()
             await buckets.close()
             db.close()
@@ -59,15 +77,23 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.guards = guards
-    pipeline = Pipeline(registry.find, settings, guards.get)
+    pipeline = Pipeline(registry.resolve, settings, guards.get)
     access = AccessControl(KeyRepository(db), buckets)
     pipeline.turn_end.add(access.charge_turn)
+    if completion_log is not None:
+        pipeline.turn_end.add(completion_log.observe)
     app.state.pipeline = pipeline
     app.state.access = access
+    app.state.completions = completions
+    app.state.completion_log = completion_log
+    app.state.feedback = FeedbackRepository(db)
+    app.state.adapters = adapters
+    app.state.adapter_sync = adapter_sync
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(openai.router)
     app.include_router(service.router)
     app.include_router(admin.router)
+    app.include_router(feedback.router)
     return app

@@ -14,9 +14,10 @@ import math
 import time
 
 from fastapi import Request
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parley.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from parley.errors import AuthenticationFailed, PermissionDenied, RateLimited, ServiceUnavailable
 from parley.pipeline.context import TurnContext
 from parley.pipeline.turn import Turn
 from parley.server.ratelimit import Buckets, Decision, duration
@@ -43,13 +44,19 @@ class AccessControl:
         self.buckets = buckets
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
         self._any_key: tuple[bool, float] = (False, 0.0)
+        self.store_errors = 0  # lookups answered from the cache because the database was unreachable
 
     async def open_mode(self) -> bool:
         has_keys, at = self._any_key
         if has_keys:
             return False  # keys are never deleted, only revoked: once keyed, always keyed
         if time.monotonic() - at > CACHE_SECONDS:
-            has_keys = await asyncio.to_thread(self.keys.count) > 0
+            try:
+                has_keys = await asyncio.to_thread(self.keys.count) > 0
+            except SQLAlchemyError as exc:
+                if at == 0.0:  # never known: fail closed
+                    raise _store_away(exc) from exc
+                return not has_keys  # the database is away: what was true a moment ago still holds
             self._any_key = (has_keys, time.monotonic())
         return not has_keys
 
@@ -63,7 +70,13 @@ class AccessControl:
         cached = self._cache.get(digest)
         if cached and time.monotonic() - cached[1] < CACHE_SECONDS:
             return cached[0]
-        key = await asyncio.to_thread(self.keys.find, token)
+        try:
+            key = await asyncio.to_thread(self.keys.find, token)
+        except SQLAlchemyError as exc:
+            if cached is None:
+                raise _store_away(exc) from exc
+            self.store_errors += 1  # the database is away: serve the verdict last seen (revocations wait)
+            return cached[0]
         self._cache[digest] = (key, time.monotonic())
         return key
 
@@ -109,6 +122,12 @@ class AccessControl:
     async def charge_turn(self, turn: Turn, ctx: TurnContext) -> None:
         """Turn-end observer: the tokens a turn used count against its key's tokens per minute."""
         await self.charge_tokens(ctx.key, turn.usage.total)
+
+
+def _store_away(exc: Exception) -> ServiceUnavailable:
+    log.warning("key store unreachable: %s", exc)
+    return ServiceUnavailable("The key store is unreachable; retry shortly.", code="store_unavailable",
+                              headers={"Retry-After": "2"})  # fmt: skip
 
 
 def _headers(kind: str, d: Decision) -> dict[str, str]:

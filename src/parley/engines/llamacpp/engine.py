@@ -14,7 +14,7 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from parley.config import LlamaCppSpec
-from parley.engines.base import Capabilities, Chunk, GenerationRequest, GenerationStats, ModelInfo
+from parley.engines.base import AdapterRef, Capabilities, Chunk, GenerationRequest, GenerationStats, ModelInfo
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.sampling import build_sampler
 from parley.engines.llamacpp.scheduler import ContinuousBatcher
@@ -73,7 +73,7 @@ class LlamaCppEngine:
             context_window=self.batcher.n_ctx_seq,
             n_vocab=self.model.n_vocab,
             created=int(Path(path).stat().st_mtime),
-            capabilities=Capabilities(chat_template=True, grammar=True, logit_bias=True),
+            capabilities=Capabilities(chat_template=True, grammar=True, logit_bias=True, adapters=True),
             details={
                 "description": self.model.description,
                 "slots": spec.slots,
@@ -104,8 +104,8 @@ class LlamaCppEngine:
     async def generate(self, request: GenerationRequest) -> Generation:
         if request.prompt_tokens is None:
             raise InvalidRequest("This engine takes token ids: the pipeline renders its chat template.")
-        if request.adapter is not None:  # loading LoRA adapters into the context is not built yet
-            raise InvalidRequest(f"The model `{self.info.id}` serves no adapters.", param="model")
+        if request.adapter is not None and not self.batcher.adapters.has(request.adapter):
+            raise InvalidRequest(f"The adapter `{request.adapter.name}` is not loaded.", param="model")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -149,6 +149,16 @@ class LlamaCppEngine:
         finally:
             if not done:
                 self.batcher.end(seq, CANCEL)
+
+    # ---- adapters -------------------------------------------------------------------------------
+
+    async def load_adapter(self, ref: AdapterRef, path: str) -> None:
+        if not Path(path).is_file():
+            raise ValueError(f"adapter file not found: {path}")
+        await asyncio.wrap_future(self.batcher.call(lambda: self.batcher.adapters.load(ref, path)))
+
+    async def unload_adapter(self, ref: AdapterRef) -> None:
+        await asyncio.wrap_future(self.batcher.call(lambda: self.batcher.adapters.unload(ref)))
 
     # ---- lifecycle ------------------------------------------------------------------------------
 

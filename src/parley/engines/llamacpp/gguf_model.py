@@ -59,6 +59,10 @@ class GGUFModel:
         self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(self.ptr)
         self.add_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.n_embd: int = llama_cpp.llama_model_n_embd(self.ptr)
+        self.n_layer: int = llama_cpp.llama_model_n_layer(self.ptr)
+        self.n_head: int = llama_cpp.llama_model_n_head(self.ptr)
+        self.n_head_kv: int = llama_cpp.llama_model_n_head_kv(self.ptr)
 
     def close(self) -> None:
         if self.ptr:

@@ -17,6 +17,9 @@ class SlotCaches:
     def __init__(self, ctx: llama_cpp.llama_context_p, *, unified: bool) -> None:
         self.mem = llama_cpp.llama_get_memory(ctx)
         self.unified = unified
+        # Split layout: llama.cpp queues a stream copy and moves the data at the next `llama_decode`. Until then
+        # the destination's cells hold the old data, so it must not be copied from.
+        self.copying: set[int] = set()
 
     def keep(self, slot: Slot, n: int) -> int:
         """Cut the slot's cache to its first `n` tokens; all of it if llama.cpp cannot cut there. Returns
@@ -38,10 +41,16 @@ class SlotCaches:
             llama_cpp.llama_memory_seq_rm(self.mem, dst.id, -1, -1)
             llama_cpp.llama_memory_seq_cp(self.mem, src.id, dst.id, 0, n)
         else:  # only whole streams can be copied: (-1, -1), then cut back
+            assert src.id not in self.copying, "copying from a stream whose own copy is not done"
             llama_cpp.llama_memory_seq_cp(self.mem, src.id, dst.id, -1, -1)
             llama_cpp.llama_memory_seq_rm(self.mem, dst.id, n, -1)
+            self.copying.add(dst.id)
         dst.tokens = src.tokens[:n]
         dst.adapter = src.adapter
+
+    def decoded(self) -> None:
+        """A `llama_decode` ran: every queued stream copy is done."""
+        self.copying.clear()
 
     def forget_after(self, slot: Slot, pos: int) -> None:
         """Drop cells from `pos` on that `slot.tokens` does not list (a ballast token)."""
@@ -64,6 +73,18 @@ class Batch:
 
     def want_logits(self, i: int) -> None:
         self.raw.logits[i] = True
+
+    def sort_by_sequence(self) -> list[int]:
+        """Reorder the rows by sequence id (stably); returns each old row's new index. llama.cpp puts only
+        consecutive ids, *in batch order*, into one micro-batch of a split KV cache."""
+        b, n = self.raw, self.n
+        rows = [(b.seq_id[i][0], i, b.token[i], b.pos[i], b.logits[i]) for i in range(n)]
+        rows.sort(key=lambda r: (r[0], r[1]))
+        moved = [0] * n
+        for new, (seq, old, token, pos, logits) in enumerate(rows):
+            b.seq_id[new][0], b.token[new], b.pos[new], b.logits[new], b.n_seq_id[new] = seq, token, pos, logits, 1
+            moved[old] = new
+        return moved
 
     def free(self) -> None:
         llama_cpp.llama_batch_free(self.raw)

@@ -20,21 +20,25 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 import llama_cpp
 
-from parley.engines.llamacpp.batches import ballast_for, prefill_runs, run_chunk
+from parley.engines.llamacpp.adapters import ContextAdapters
+from parley.engines.llamacpp.calls import StepCalls
 from parley.engines.llamacpp.counters import BatcherCounters
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.kv import Batch, SlotCaches
 from parley.engines.llamacpp.prefix import place
-from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence, Slot, TokenEvent
+from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Sequence, Slot, emit
 from parley.errors import ContextLengthExceeded, EngineOverloaded, InvalidRequest
 
 log = logging.getLogger(__name__)
 
 
-class ContinuousBatcher:
+class ContinuousBatcher(StepCalls):
     def __init__(
         self,
         model: GGUFModel,
@@ -82,6 +86,8 @@ class ContinuousBatcher:
         self.slots = [Slot(i) for i in range(slots)]
         self.streams = self.slots + [Slot(i) for i in range(slots, self.n_streams)]  # the spare, if any
         self.counters = BatcherCounters()
+        self.adapters = ContextAdapters(model)
+        self._tasks: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._waiting: deque[Sequence] = deque()
         self._inbox: deque[Sequence] = deque()
         self._lock = threading.Lock()
@@ -118,6 +124,17 @@ class ContinuousBatcher:
             self._inbox.append(seq)
         self._wake.set()
 
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run `fn` on the scheduler thread between two steps (what touches the context or the model's adapter
+        list must not race a decode)."""
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closing:
+                raise EngineOverloaded("the engine is shutting down", headers={"Retry-After": "5"})
+            self._tasks.append((fn, future))
+        self._wake.set()
+        return future
+
     def end(self, seq: Sequence, why: str = CANCEL) -> None:
         """Ask for `seq` to end (CANCEL or STOP); a no-op once it has finished."""
         if seq.end_requested is None:
@@ -135,6 +152,8 @@ class ContinuousBatcher:
             "ctx_per_slot": self.n_ctx_seq,
             "kv_layout": "unified" if self.unified else "split",
             "deterministic": self.deterministic,
+            "adapters_loaded": self.adapters.names(),
+            "adapter_switches": self.adapters.switches,
             **self.counters.report(),
         }
 
@@ -149,22 +168,27 @@ class ContinuousBatcher:
         self.batch.free()
         llama_cpp.llama_free(self.ctx)
         self.ctx = None
+        self.adapters.close()
 
     # ---- the scheduler thread -------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             self._take_inbox()
+            self._run_tasks()
             if self._closing:
                 break
             self._reap_ended()
+            self._sweep_adapters()
             self._admit()
             if not any(s.seq for s in self.slots):
                 self._wake.wait()
                 self._wake.clear()
                 continue
             try:
-                self._step_shaped() if self.deterministic else self._step()
+                for group in self._adapter_groups():
+                    self.adapters.apply(self.ctx, group)
+                    self._step_shaped(group) if self.deterministic else self._step(group)
             except Exception as exc:  # a bug in one step must not kill every stream silently
                 log.exception("engine step failed")
                 self.counters.decode_errors += 1
@@ -175,6 +199,26 @@ class ContinuousBatcher:
         self._take_inbox()  # a request submitted just before close() must hear that it ended, not hang
         for seq in list(self._waiting) + [s.seq for s in self.slots if s.seq]:
             self._finish(seq, "error", error="the engine shut down")
+        self._run_tasks()
+
+    def _run_tasks(self) -> None:
+        while True:
+            with self._lock:
+                if not self._tasks:
+                    return
+                fn, future = self._tasks.popleft()
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - not swallowed: the caller gets it
+                future.set_exception(exc)
+
+    def _sweep_adapters(self) -> None:
+        """Free unloaded adapters once unused; caches computed under them can never be reused: drop them."""
+        in_use = {q.adapter for q in self._waiting} | {s.seq.adapter for s in self.slots if s.seq}
+        for ref in self.adapters.sweep(self.ctx, in_use):
+            for slot in self.slots:
+                if slot.adapter == ref:
+                    self._reset_slot(slot)
 
     def _take_inbox(self) -> None:
         with self._lock:
@@ -206,7 +250,7 @@ class ContinuousBatcher:
             if not free:
                 return
             seq = self._waiting.popleft()
-            others = self.slots if self.share_prefixes else []
+            others = [s for s in self.slots if s.id not in self.cache.copying] if self.share_prefixes else []
             plan = place(seq, free, others, round_, compact=self.deterministic)
             slot, reuse = plan.slot, plan.reuse
             if plan.copy_from is not None:
@@ -240,6 +284,8 @@ class ContinuousBatcher:
         src = leader.slot
         if src is not None and len(src.tokens) < n and leader.n_prompt_done < len(leader.prompt):
             return False  # the leader is still on its way to the shared prefix
+        if src is not None and src.id in self.cache.copying:
+            return False  # the leader's own prefix copy lands with the next call
         seq.follow = None
         if src is None or src.tokens[:n] != seq.prompt[:n] or src.adapter != seq.adapter:
             return True  # the leader is gone (cancelled, failed): compute the prefix ourselves
@@ -253,111 +299,6 @@ class ContinuousBatcher:
         i = self.batch.add(token, len(slot.tokens), slot.id, logits)
         slot.tokens.append(token)
         return i
-
-    def _put_decoding(self, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> None:
-        for slot in self.slots:  # one token for every sequence that is decoding
-            seq = slot.seq
-            if seq is not None and seq.pending is not None:
-                outputs.append((seq, self._put(seq.pending, slot, True)))
-                involved.append(slot)
-                seq.pending = None
-
-    def _prefilling(self) -> list[Sequence]:
-        waiting = sorted(
-            (s.seq for s in self.slots if s.seq and s.seq.n_prompt_done < len(s.seq.prompt)),
-            key=lambda q: q.order,
-        )
-        return [q for q in waiting if self._ready_to_prefill(q)]
-
-    def _put_prompt(self, seq: Sequence, take: int, outputs: list[tuple[Sequence, int]]) -> None:
-        assert seq.slot is not None
-        i = -1
-        for token in seq.prompt[seq.n_prompt_done : seq.n_prompt_done + take]:
-            i = self._put(token, seq.slot, False)
-        seq.n_prompt_done += take
-        if seq.n_prompt_done == len(seq.prompt):
-            self.batch.want_logits(i)
-            outputs.append((seq, i))
-
-    def _step(self) -> None:
-        """One call: every decoding sequence's next token, then prompt chunks, oldest request first."""
-        outputs: list[tuple[Sequence, int]] = []
-        involved: list[Slot] = []
-        self._put_decoding(outputs, involved)
-        for seq in self._prefilling():
-            take = min(self.n_batch - self.batch.n, self.prefill_chunk, len(seq.prompt) - seq.n_prompt_done)
-            if take <= 0:
-                break
-            self._put_prompt(seq, take, outputs)
-            involved.append(seq.slot)  # type: ignore[arg-type]
-        self._decode(outputs, involved)
-
-    def _step_shaped(self) -> None:
-        """The deterministic step: a decode call, then one call per run of consecutive prefilling slots, each
-        shaped by `batches` (equal rows per slot, under 64, never one token of one stream alone)."""
-        outputs: list[tuple[Sequence, int]] = []
-        involved: list[Slot] = []
-        self._put_decoding(outputs, involved)
-        if outputs:
-            self._pad([s.id for s in involved])
-            self._decode(outputs, involved)
-        budget = self.n_batch - len(outputs)
-        ready = {q.slot.id: q for q in self._prefilling() if q.slot is not None}
-        runs = sorted(prefill_runs(list(ready)), key=lambda run: min(ready[i].order for i in run))
-        for run in runs:  # the run holding the oldest request first
-            seqs = [ready[i] for i in run]
-            take = run_chunk([len(q.prompt) - q.n_prompt_done for q in seqs], budget, self.prefill_chunk)
-            if take <= 0:
-                break
-            outputs, involved = [], []
-            for seq in seqs:
-                self._put_prompt(seq, take, outputs)
-                involved.append(seq.slot)  # type: ignore[arg-type]
-            if take == 1:
-                self._pad(run)
-            budget -= self.batch.n
-            self._decode(outputs, involved)
-
-    def _pad(self, ids: list[int]) -> None:
-        """Add ballast tokens (batches.ballast_for); `_decode` takes them out of the cache again."""
-        for i in ballast_for(ids, self.n_streams):
-            slot = self.streams[i]
-            if len(slot.tokens) >= self.n_ctx_seq:  # a full cache gives up its last token to make room
-                self.cache.keep(slot, len(slot.tokens) - 1)
-            self.batch.add(0, len(slot.tokens), slot.id, False)
-            self._ballast.append(slot)
-
-    def _decode(self, outputs: list[tuple[Sequence, int]], involved: list[Slot]) -> None:
-        if self.batch.n == 0:
-            return
-        self.batch.raw.n_tokens = self.batch.n
-        self.batch.n = 0
-        rc = llama_cpp.llama_decode(self.ctx, self.batch.raw)
-        for slot in self._ballast:
-            self.cache.forget_after(slot, len(slot.tokens))
-        self._ballast = []
-        self.counters.steps += 1
-        if rc != 0:
-            self._decode_failed(rc, involved)
-            return
-        for seq, idx in outputs:
-            self._sample(seq, idx)
-
-    def _sample(self, seq: Sequence, idx: int) -> None:
-        token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, idx)
-        if self.model.is_eog(token) and not seq.params.ignore_eos:
-            self.counters.finished += 1
-            self._finish(seq, "stop")
-            return
-        seq.n_generated += 1
-        self.counters.generated_tokens += 1
-        _emit(seq, TokenEvent(token, self.model.piece(token)))
-        assert seq.slot is not None
-        if seq.n_generated >= seq.params.max_tokens or len(seq.slot.tokens) + 1 >= self.n_ctx_seq:
-            self.counters.finished += 1
-            self._finish(seq, "length")
-        else:
-            seq.pending = token
 
     def _decode_failed(self, rc: int, involved: list[Slot]) -> None:
         """rc 1: no room in the KV cache; rc < 0 or 2: failure. Either way only the sequences of this
@@ -383,11 +324,4 @@ class ContinuousBatcher:
         if seq.sampler:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
-        _emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error))
-
-
-def _emit(seq: Sequence, event: Event) -> None:
-    try:
-        seq.emit(event)
-    except RuntimeError:  # the consumer's event loop is gone (shutdown)
-        seq.end_requested = seq.end_requested or CANCEL
+        emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error))

@@ -60,3 +60,11 @@ class Slot:
     adapter: AdapterRef | None = None  # the adapter `tokens` were computed under
     seq: Sequence | None = None
     last_used: float = 0.0
+
+
+def emit(seq: Sequence, event: Event) -> None:
+    """Hand an event to the sequence's request; if its event loop is gone (shutdown), the sequence ends."""
+    try:
+        seq.emit(event)
+    except RuntimeError:
+        seq.end_requested = seq.end_requested or CANCEL

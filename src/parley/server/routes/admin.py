@@ -1,12 +1,12 @@
-"""Admin endpoints: API keys. Every route needs the `admin` scope."""
+"""Admin endpoints: API keys, the completion log, the adapter registry. Every route needs the `admin` scope."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -73,3 +73,95 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, object]:
         raise NotFound(f"No API key with id {key_id!r}.", param="key_id")
     _gate(request).forget()
     return key.public()
+
+
+# ---- the completion log -----------------------------------------------------------------------------
+
+
+@router.get("/completions")
+async def list_completions(
+    request: Request,
+    key_id: str | None = None,
+    model: str | None = None,
+    adapter: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Logged turns, newest first: what the model saw and answered (as redacted), parameters, decisions."""
+    rows = await asyncio.to_thread(request.app.state.completions.list, key_id=key_id, model=model, adapter=adapter,
+                                   since=since, limit=limit + 1, offset=offset)  # fmt: skip
+    return {"object": "list", "data": rows[:limit], "has_more": len(rows) > limit}
+
+
+@router.get("/completions/{completion_id}")
+async def get_completion(completion_id: str, request: Request) -> dict[str, Any]:
+    row = await asyncio.to_thread(request.app.state.completions.get, completion_id)
+    log = request.app.state.completion_log
+    if row is None and log is not None and await log.wait_written(completion_id):
+        row = await asyncio.to_thread(request.app.state.completions.get, completion_id)
+    if row is None:
+        raise NotFound(f"No logged completion with id {completion_id!r}.", param="completion_id")
+    return row
+
+
+# ---- adapters -----------------------------------------------------------------------------------------
+
+
+class AdapterCreate(Body):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    base_model: str = Field(min_length=1, max_length=200)
+    gguf_path: str = Field(min_length=1, max_length=1000, description="a llama.cpp GGUF LoRA file on the server")
+    peft_path: str | None = Field(None, max_length=1000)
+    scale: float = Field(1.0, gt=0, le=4)
+
+
+@router.get("/adapters")
+async def list_adapters(request: Request) -> dict[str, Any]:
+    """Every registered adapter, and whether this replica serves it (or why not)."""
+    registry = request.app.state.registry
+    records = await asyncio.to_thread(request.app.state.adapters.list)
+    data = [{**a.public(), "served": a.name in registry.adapters, "error": registry.adapter_errors.get(a.name)}
+            for a in records]  # fmt: skip
+    return {"object": "list", "data": data}
+
+
+@router.post("/adapters", status_code=201)
+async def register_adapter(body: AdapterCreate, request: Request) -> dict[str, Any]:
+    """Register (or replace) an adapter; every replica loads it within `adapter_poll_seconds`. This replica
+    before answering."""
+    if body.base_model not in request.app.state.registry.engines:
+        raise NotFound(f"The model `{body.base_model}` is not served here.", param="base_model")
+    record = await asyncio.to_thread(
+        request.app.state.adapters.register, body.name, body.base_model, body.gguf_path, peft_path=body.peft_path,
+        scale=body.scale,
+    )  # fmt: skip
+    return await _synced(request, record.name)
+
+
+@router.delete("/adapters/{name}")
+async def unload_adapter(name: str, request: Request) -> dict[str, Any]:
+    """Stop serving an adapter (on every replica; its files and record stay: POST /enable serves it again)."""
+    record = await asyncio.to_thread(request.app.state.adapters.set_enabled, name, False)
+    if record is None:
+        raise NotFound(f"No adapter named {name!r}.", param="name")
+    return await _synced(request, name)
+
+
+@router.post("/adapters/{name}/enable")
+async def enable_adapter(name: str, request: Request) -> dict[str, Any]:
+    record = await asyncio.to_thread(request.app.state.adapters.set_enabled, name, True)
+    if record is None:
+        raise NotFound(f"No adapter named {name!r}.", param="name")
+    return await _synced(request, name)
+
+
+async def _synced(request: Request, name: str) -> dict[str, Any]:
+    await request.app.state.adapter_sync.sync_once()
+    registry = request.app.state.registry
+    record = await asyncio.to_thread(request.app.state.adapters.get, name)
+    assert record is not None
+    error = registry.adapter_errors.get(name)
+    if record.enabled and error:
+        raise InvalidRequest(f"The adapter `{name}` is registered but does not load: {error}", param="gguf_path")
+    return {**record.public(), "served": name in registry.adapters, "error": error}

@@ -56,20 +56,28 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     return await respond(request, turn)
 
 
-def _card(registry: EngineRegistry, name: str) -> ModelCard:
-    info = registry.engines[name].info
-    return ModelCard(id=info.id, created=info.created, owned_by=info.owned_by, context_window=info.context_window)
+def _cards(registry: EngineRegistry) -> dict[str, ModelCard]:
+    """The served models, then each adapter (with the base it applies to as `parent`, as vLLM lists LoRAs)."""
+    cards = {}
+    for engine in registry.engines.values():
+        info = engine.info
+        cards[info.id] = ModelCard(id=info.id, created=info.created, owned_by=info.owned_by,
+                                   context_window=info.context_window, root=info.id)  # fmt: skip
+    for name, served in sorted(registry.adapters.items()):
+        base = cards[served.base]
+        cards[name] = ModelCard(id=name, created=int(served.created.timestamp()), owned_by=base.owned_by,
+                                context_window=base.context_window, root=served.base, parent=served.base)  # fmt: skip
+    return cards
 
 
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
-    registry: EngineRegistry = request.app.state.registry
-    return ModelList(data=[_card(registry, name) for name in registry.engines])
+    return ModelList(data=list(_cards(request.app.state.registry).values()))
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERRORS)
 async def get_model(model_id: str, request: Request) -> ModelCard:
-    registry: EngineRegistry = request.app.state.registry
-    if model_id not in registry.engines:
+    card = _cards(request.app.state.registry).get(model_id)
+    if card is None:
         raise ModelNotFound(f"The model `{model_id}` does not exist.", param="model")
-    return _card(registry, model_id)
+    return card

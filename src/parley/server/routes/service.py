@@ -39,7 +39,15 @@ async def ready(request: Request) -> JSONResponse:
 async def status(request: Request) -> dict[str, Any]:
     """Engine internals: slots busy and free, queue depth, prefix-cache and token counters."""
     registry: EngineRegistry = request.app.state.registry
-    return {"models": {name: engine.status() for name, engine in registry.engines.items()}}
+    log = request.app.state.completion_log
+    return {
+        "models": {name: engine.status() for name, engine in registry.engines.items()},
+        "adapters": {name: {"base": a.base, "version": a.ref.version} for name, a in registry.adapters.items()},
+        "adapter_errors": registry.adapter_errors,
+        "completion_log": log.status() if log is not None else None,
+        "turn_end_observer_failures": request.app.state.pipeline.turn_end.failures,
+        "key_store_errors": request.app.state.access.store_errors,
+    }
 
 
 class TokenizeRequest(Body):
