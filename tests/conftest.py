@@ -7,12 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import sqlalchemy
+from sqlalchemy import create_engine, text
 
 MODEL = "smollm2-135m-instruct"
 
@@ -113,3 +116,36 @@ def reference_llama():
         llm = Llama(str(embedded_model_path()), n_ctx=2048, n_threads=2, verbose=False, seed=0)
     yield llm
     llm.close()
+
+
+# ---- databases: a fresh SQLite file and a fresh PostgreSQL database on the local server ------------------
+
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """The URL of a database that does not hold Parley's tables yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"parley_t_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except sqlalchemy.exc.OperationalError:
+        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (see .ci/run)")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(empty_url):
+    from parley.store.db import Database
+
+    database = Database(empty_url)
+    yield database
+    database.close()

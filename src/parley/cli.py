@@ -13,7 +13,9 @@ import typer
 
 from parley import __version__
 from parley.cli_db import db_app
+from parley.cli_feedback import feedback_app, log_app
 from parley.cli_keys import keys_app
+from parley.cli_tune import adapters_app, evaluate, tune
 
 if TYPE_CHECKING:
     from parley.config import Settings
@@ -21,6 +23,11 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Parley: a self-hosted, OpenAI-compatible chat service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(feedback_app, name="feedback")
+app.add_typer(log_app, name="log")
+app.add_typer(adapters_app, name="adapters")
+app.command("tune")(tune)
+app.command("eval")(evaluate)
 
 
 def _version(value: bool) -> None:

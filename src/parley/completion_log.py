@@ -134,7 +134,7 @@ class CompletionLog:
             backlog = len(self._queue)
         failing = round(time.monotonic() - self._failing_since, 1) if self._failing_since else 0.0
         return {**asdict(self.counters), "backlog": backlog, "spill_file_rows": self._spilled_rows(),
-                "failing_for_s": failing}  # fmt: skip
+                "failing": self._failing_since is not None, "failing_for_s": failing}  # fmt: skip
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 

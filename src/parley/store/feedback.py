@@ -115,18 +115,17 @@ class FeedbackRepository:
 
 def _filtered(q: Any, f: FeedbackFilter) -> Any:
     """`q` selects from feedback joined to completions when the filter names a model or an adapter."""
-    conditions = [
-        (f.completion_id, FeedbackRow.completion_id == f.completion_id),
-        (f.rater, FeedbackRow.rater == f.rater),
-        (f.model, CompletionRow.model == f.model),
-        (f.adapter, CompletionRow.adapter == f.adapter),
-        (f.label, FeedbackRow.label == f.label),
-        (f.since, FeedbackRow.created_at >= f.since),
-        (f.until, FeedbackRow.created_at < f.until),
-    ]
-    for value, condition in conditions:
+    columns = [
+        (f.completion_id, FeedbackRow.completion_id), (f.rater, FeedbackRow.rater), (f.model, CompletionRow.model),
+        (f.adapter, CompletionRow.adapter), (f.label, FeedbackRow.label),
+    ]  # fmt: skip
+    for value, column in columns:
         if value is not None:
-            q = q.where(condition)
+            q = q.where(column == value)
+    if f.since is not None:
+        q = q.where(FeedbackRow.created_at >= f.since)
+    if f.until is not None:
+        q = q.where(FeedbackRow.created_at < f.until)
     if f.has_correction is not None:
         q = q.where(FeedbackRow.correction.is_not(None) if f.has_correction else FeedbackRow.correction.is_(None))
     if f.tag is not None:  # tags are few and short: matched in their JSON text, on SQLite and PostgreSQL alike

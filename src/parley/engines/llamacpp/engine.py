@@ -42,6 +42,11 @@ def embedded_model_path() -> Path:
     return files[0]
 
 
+def model_id(spec: LlamaCppSpec) -> str:
+    """The id clients use for the model a spec serves."""
+    return spec.name or (EMBEDDED_MODEL_ID if spec.model is None else Path(spec.model).stem)
+
+
 class LlamaCppEngine:
     kind = "llamacpp"
 
@@ -65,9 +70,8 @@ class LlamaCppEngine:
         self._special_texts = sorted(
             {self.model.token_text(t) for t in self.model.control_tokens} - {""}, key=len, reverse=True
         )
-        model_id = spec.name or (EMBEDDED_MODEL_ID if spec.model is None else Path(path).stem)
         self.info = ModelInfo(
-            id=model_id,
+            id=model_id(spec),
             kind=self.kind,
             source=str(path),
             context_window=self.batcher.n_ctx_seq,
