@@ -118,7 +118,8 @@ def test_an_adapter_is_served_beside_the_base_and_unloaded(loop, adapter_file):
                                          messages=[{"role": "user", "content": q}])  # fmt: skip
 
     alone = [ask(q, m) for q, m in jobs]
-    assert all(a.choices[0].message.content != b.choices[0].message.content for a, b in zip(alone[::2], alone[1::2]))
+    base, tuned = alone[::2], alone[1::2]
+    assert all(a.choices[0].message.content != b.choices[0].message.content for a, b in zip(base, tuned, strict=True))
     assert alone[1].model == "tuned" and logged(srv, keys, alone[1].id)["adapter"] == "tuned"
 
     async def together():

@@ -34,7 +34,8 @@ RATED = [
 
 def export(fmt, rated=RATED, max_tokens=1000):
     report = ExportReport()
-    out = list(finalise(from_feedback(rated, fmt, report), report, count_tokens=lambda m: sum(len(x["content"]) for x in m),
+    examples = from_feedback(rated, fmt, report)
+    out = list(finalise(examples, report, count_tokens=lambda m: sum(len(x["content"]) for x in m),
                         max_tokens=max_tokens))  # fmt: skip
     return out, report
 
@@ -77,7 +78,7 @@ def test_duplicates_and_long_examples_are_dropped_and_counted():
 def test_user_data_in_chat_or_pair_form(tmp_path):
     path = tmp_path / "domain.jsonl"
     path.write_text("\n".join([
-        json.dumps({"messages": Q + [{"role": "assistant", "content": "8000"}]}),
+        json.dumps({"messages": [*Q, {"role": "assistant", "content": "8000"}]}),
         json.dumps({"prompt": "Default host?", "chosen": "127.0.0.1", "rejected": "0.0.0.0"}),
         json.dumps({"messages": Q}),  # no answer
         "not json",

@@ -49,8 +49,8 @@ def loop(tmp_path_factory):
         rated = httpx.post(srv.url + "/v1/feedback", timeout=30,
                            json={"completion_id": resp.id, "rating": "down", "correction": better})  # fmt: skip
         assert rated.status_code == 201, rated.text
-    tuned = parley(data, "tune", "--method", "sft", "--from-feedback", "--name", "faq", "--max-steps", "8",
-                   "--lr", "3e-3", "--targets", "all", "--rank", "16", "--batch-size", "6", "--holdout", "0")  # fmt: skip
+    tuned = parley(data, "tune", "--method", "sft", "--from-feedback", "--name", "faq", "--max-steps", "8", "--lr",
+                   "3e-3", "--targets", "all", "--rank", "16", "--batch-size", "6", "--holdout", "0")  # fmt: skip
     yield srv, c, data, json.loads(tuned.stdout.strip().splitlines()[-1])
     stop_server(srv)
 
@@ -69,7 +69,7 @@ def test_export_writes_each_format_and_reports(loop):
 
 
 def test_the_tune_is_recorded_and_written_in_both_formats(loop):
-    _, _, data, tuned = loop
+    _, _, _, tuned = loop
     assert tuned["steps"] == 8 and tuned["registered"] is True
     assert Path(tuned["gguf"]).is_file() and (Path(tuned["peft"]) / "adapter_config.json").is_file()
 
