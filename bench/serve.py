@@ -101,20 +101,21 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-async def run_level(url: str, model: str, prompts: list[str], c: int, tokens: int, extra: dict) -> dict:
+async def run_level(url: str, models: list[str], prompts: list[str], c: int, tokens: int, extra: dict) -> dict:
+    """Request i asks model `models[i % len(models)]` (a base and an adapter alternate when there are two)."""
     sem = asyncio.Semaphore(c)
     limits = httpx.Limits(max_connections=c + 4, max_keepalive_connections=c + 4)
 
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
-        async def one(prompt: str):
-            body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
-                    "temperature": 0, "stream": True, **extra}  # fmt: skip
+        async def one(i: int, prompt: str):
+            body = {"model": models[i % len(models)], "messages": [{"role": "user", "content": prompt}],
+                    "max_tokens": tokens, "temperature": 0, "stream": True, **extra}  # fmt: skip
             async with sem:
                 return await stream_chat(client, url + "/v1/chat/completions", body)
 
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one(p) for p in prompts))
+        results = await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
         wall = time.perf_counter() - t0
     ok = [r for r in results if r.ok]
     out_tokens = sum(r.tokens or (len(r.itl) + 1) for r in ok)
@@ -138,16 +139,23 @@ async def run_level(url: str, model: str, prompts: list[str], c: int, tokens: in
     }
 
 
-def bench_server(name: str, cmd: list[str], url: str, ready: str, levels, prompts_for, tokens, extra) -> list:
+def bench_server(name: str, cmd: list[str], url: str, ready: str, levels, prompts_for, tokens, extra,
+                 adapter: Path | None = None) -> list:  # fmt: skip
+    """`adapter`: register this GGUF LoRA and send every other request to it."""
     proc = start(cmd, url, ready, RESULTS / f"serve.{name}.log", timeout=180)
     rows = []
     try:
-        model = httpx.get(url + "/v1/models").json()["data"][0]["id"]
-        asyncio.run(run_level(url, model, prompts_for(2)[:2], 1, 8, extra))  # warm-up
+        models = [httpx.get(url + "/v1/models").json()["data"][0]["id"]]
+        if adapter is not None:
+            created = httpx.post(url + "/admin/adapters", timeout=60,
+                                 json={"name": "bench-lora", "base_model": models[0], "gguf_path": str(adapter)})
+            created.raise_for_status()
+            models.append("bench-lora")
+        asyncio.run(run_level(url, models, prompts_for(2)[:2], 1, 8, extra))  # warm-up
         for c in levels:
             sampler = RssSampler(proc.pid)
             sampler.start()
-            row = asyncio.run(run_level(url, model, prompts_for(c), c, tokens, extra))
+            row = asyncio.run(run_level(url, models, prompts_for(c), c, tokens, extra))
             row["rss_peak_mb"] = sampler.stop()
             rows.append(row)
             print(f"  {name:9} c={c:<3} {row['throughput_tps']:7.1f} tok/s  TTFT p50 {row['ttft_p50_s']:.2f}s "
@@ -170,6 +178,10 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true", help="no llama_cpp.server run")
     ap.add_argument("--against", metavar="REF", help="also serve Parley at this git revision, in the same run")
     ap.add_argument("--deterministic", action="store_true", help="also serve this Parley with --deterministic")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                    help="also serve this Parley with these serve flags, e.g. 'log off=--no-completion-log'")
+    ap.add_argument("--adapter-mix", action="store_true",
+                    help="also serve this Parley with every other request on a LoRA adapter (random weights)")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -210,14 +222,15 @@ def main() -> None:
     extra = {"ignore_eos": True, "stream_options": {"include_usage": True}}
     sizing = ["--slots", str(args.slots), "--ctx", str(args.ctx), "--max-queue", "256"]
 
-    def serve_parley(name: str, flags: list[str], src: Path | None = None) -> list[dict]:
+    def serve_parley(name: str, flags: list[str], src: Path | None = None, adapter: Path | None = None) -> list[dict]:
         port = free_port()
         ENV.clear()
+        ENV["PARLEY_DATA_DIR"] = tempfile.mkdtemp(prefix="parley-bench-")  # its own store: no keys, no adapters
         if src is not None:
             ENV["PYTHONPATH"] = str(src)  # that revision's package, ahead of this checkout's editable install
         try:
             return bench_server(name, parley_cmd(port, *sizing, *flags), f"http://127.0.0.1:{port}", "/ready",
-                                levels, prompts_for, args.tokens, extra)  # fmt: skip
+                                levels, prompts_for, args.tokens, extra, adapter)  # fmt: skip
         finally:
             ENV.clear()
 
@@ -233,6 +246,11 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     if args.deterministic:
         series["parley --deterministic"] = serve_parley("parley-det", ["--deterministic"])
+    for variant in args.variant:
+        name, _, flags = variant.partition("=")
+        series[f"parley, {name}"] = serve_parley(name.replace(" ", "-"), flags.split())
+    if args.adapter_mix:
+        series["parley, half on an adapter"] = serve_parley("parley-lora", [], adapter=random_adapter(model_path))
     baseline = []
     if not args.skip_baseline:
         port = free_port()
@@ -254,6 +272,19 @@ def main() -> None:
     (RESULTS / f"{args.out}.md").write_text(table)
     print(table)
     plot(report, RESULTS / f"{args.out}.png")
+
+
+def random_adapter(model_path: Path) -> Path:
+    """A LoRA of rank 8 on q/k/v/o with random weights: serving cost does not depend on the values."""
+    from parley.engines.llamacpp.gguf_model import GGUFModel
+    from parley.tune.gguf_lora import random_lora_state, write_gguf_lora
+
+    m = GGUFModel(model_path)
+    state = random_lora_state(n_layer=m.n_layer, n_embd=m.n_embd, n_head=m.n_head, n_head_kv=m.n_head_kv)
+    path = write_gguf_lora(Path(tempfile.mkdtemp()) / "bench-lora.gguf", state, alpha=16, n_head=m.n_head,
+                           n_head_kv=m.n_head_kv)  # fmt: skip
+    m.close()
+    return path
 
 
 def markdown(report: dict) -> str:

@@ -62,6 +62,9 @@ def serve(
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in ~/.parley)")] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis for rate limits shared by replicas")] = None,
     insecure: Annotated[bool, typer.Option(help="serve a non-loopback address without API keys")] = False,
+    completion_log: Annotated[
+        bool | None, typer.Option("--completion-log/--no-completion-log", help="record every turn (default: on)")
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API and the six-stage pipeline."""
     import uvicorn
@@ -74,7 +77,7 @@ def serve(
     given = {"host": host, "port": port, "model": model, "model_name": model_name, "ctx": ctx,
              "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level, "kv_cache": kv_cache,
              "database_url": database_url, "redis_url": redis_url, "insecure": insecure or None,
-             "deterministic": deterministic or None}  # fmt: skip
+             "deterministic": deterministic or None, "completion_log": completion_log}  # fmt: skip
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: model file not found: {settings.model}", err=True)

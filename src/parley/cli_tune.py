@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -92,8 +94,9 @@ def tune(
         console.print(f"step {step:4}  loss {logs['loss']:.4f}{extra}")
 
     try:
-        result = train(train_set, cfg, base_gguf, out, cache_root=s.data_dir / "tune" / "base", name=name,
-                       on_log=on_log)  # fmt: skip
+        with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs: stdout stays the result
+            result = train(train_set, cfg, base_gguf, out, cache_root=s.data_dir / "tune" / "base", name=name,
+                           on_log=on_log)  # fmt: skip
     except BaseException:
         runs.finish(run_id, steps=0, losses=[], status="failed")
         db.close()

@@ -124,3 +124,11 @@ def test_eval_scores_pairs_base_against_adapter(loop, tmp_path):
     preference = result["preference"]
     assert preference["base"]["pairs"] == preference["adapter"]["pairs"] == 3
     assert preference["adapter"]["mean_margin"] > preference["base"]["mean_margin"]  # it learned these answers
+    from parley.store.db import Database
+    from parley.store.runs import TuneRunRepository
+
+    db = Database(f"sqlite:///{data / 'parley.db'}")
+    run = TuneRunRepository(db).latest("faq")
+    db.close()
+    assert run["status"] == "finished" and run["steps"] == 8 and len(run["losses"]) == 8
+    assert run["data"]["examples"] == 6 and run["evaluation"]["preference"]["adapter"]["pairs"] == 3
