@@ -38,6 +38,6 @@ class Database:
 
 def _sqlite_pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = conn.cursor()
+    cur.execute("PRAGMA busy_timeout=5000")  # first: switching the journal below waits for other writers too
     cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer (CLI and server at once)
-    cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
