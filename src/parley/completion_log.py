@@ -56,7 +56,7 @@ def row_of(turn: Turn, ctx: TurnContext) -> dict[str, Any]:
     timing = turn.timing
     error = f"{type(turn.error).__name__}: {turn.error}"[:500] if turn.error is not None else None
     return {
-        "id": turn.id, "created_at": datetime.fromtimestamp(turn.created, UTC),
+        "id": turn.id, "created_at": datetime.fromtimestamp(timing.started_at, UTC),
         "key_id": ctx.key.id if ctx.key is not None else None, "kind": turn.kind,
         "model": ctx.engine.info.id if ctx.engine is not None else turn.request.model,
         "adapter": turn.adapter.name if turn.adapter is not None else None, "profile": None,
@@ -278,3 +278,11 @@ class CompletionLog:
             self._pending.update(r["id"] for r in rows)
         claimed.unlink()
         return bool(rows)
+
+
+async def logged(repo: CompletionRepository, log: CompletionLog | None, completion_id: str) -> dict[str, Any] | None:
+    """A logged completion; one answered a moment ago may still be on its way to the database: wait for it."""
+    row = await asyncio.to_thread(repo.get, completion_id)
+    if row is None and log is not None and await log.wait_written(completion_id):
+        row = await asyncio.to_thread(repo.get, completion_id)
+    return row

@@ -54,9 +54,10 @@ class GuardState:
 
 @dataclass
 class Timing:
-    """Monotonic timestamps (time.perf_counter) of the turn's life."""
+    """Monotonic timestamps (time.perf_counter) of the turn's life, and the wall-clock time it began."""
 
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
     first_token: float | None = None
     ended: float | None = None
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from parley.completion_log import logged
 from parley.errors import InvalidRequest, NotFound
 from parley.protocol.openai import Body
 from parley.server.auth import Access, AccessControl
@@ -96,10 +97,7 @@ async def list_completions(
 
 @router.get("/completions/{completion_id}")
 async def get_completion(completion_id: str, request: Request) -> dict[str, Any]:
-    row = await asyncio.to_thread(request.app.state.completions.get, completion_id)
-    log = request.app.state.completion_log
-    if row is None and log is not None and await log.wait_written(completion_id):
-        row = await asyncio.to_thread(request.app.state.completions.get, completion_id)
+    row = await logged(request.app.state.completions, request.app.state.completion_log, completion_id)
     if row is None:
         raise NotFound(f"No logged completion with id {completion_id!r}.", param="completion_id")
     return row
@@ -142,16 +140,16 @@ async def register_adapter(body: AdapterCreate, request: Request) -> dict[str, A
 @router.delete("/adapters/{name}")
 async def unload_adapter(name: str, request: Request) -> dict[str, Any]:
     """Stop serving an adapter (on every replica; its files and record stay: POST /enable serves it again)."""
-    record = await asyncio.to_thread(request.app.state.adapters.set_enabled, name, False)
-    if record is None:
-        raise NotFound(f"No adapter named {name!r}.", param="name")
-    return await _synced(request, name)
+    return await _set_enabled(request, name, False)
 
 
 @router.post("/adapters/{name}/enable")
 async def enable_adapter(name: str, request: Request) -> dict[str, Any]:
-    record = await asyncio.to_thread(request.app.state.adapters.set_enabled, name, True)
-    if record is None:
+    return await _set_enabled(request, name, True)
+
+
+async def _set_enabled(request: Request, name: str, enabled: bool) -> dict[str, Any]:
+    if await asyncio.to_thread(request.app.state.adapters.set_enabled, name, enabled) is None:
         raise NotFound(f"No adapter named {name!r}.", param="name")
     return await _synced(request, name)
 

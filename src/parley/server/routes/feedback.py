@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from parley.completion_log import logged
 from parley.errors import InvalidRequest, NotFound, PermissionDenied
 from parley.protocol.openai import Body
 from parley.server.auth import Access
@@ -28,12 +29,7 @@ class FeedbackCreate(Body):
 
 
 async def _completion(request: Request, completion_id: str) -> dict[str, Any]:
-    """The logged completion; one answered a moment ago may still be on its way to the database."""
-    repo = request.app.state.completions
-    row = await asyncio.to_thread(repo.get, completion_id)
-    log = request.app.state.completion_log
-    if row is None and log is not None and await log.wait_written(completion_id):
-        row = await asyncio.to_thread(repo.get, completion_id)
+    row = await logged(request.app.state.completions, request.app.state.completion_log, completion_id)
     if row is None:
         raise NotFound(f"No completion with id {completion_id!r} (or it is older than the log keeps).",
                        param="completion_id")  # fmt: skip
