@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,12 +124,9 @@ def reference_llama():
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path):
-    """The URL of a database that does not hold Parley's tables yet."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
+@contextmanager
+def fresh_postgres():
+    """A new, empty PostgreSQL database on the local server, dropped afterwards."""
     name = f"parley_t_{uuid.uuid4().hex[:8]}"
     admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
     try:
@@ -136,10 +134,29 @@ def empty_url(request, tmp_path):
             conn.execute(text(f"CREATE DATABASE {name}"))
     except sqlalchemy.exc.OperationalError:
         pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (see .ci/run)")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """The URL of a database that does not hold Parley's tables yet, on each of the two databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with fresh_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url():
+    """An empty PostgreSQL database (for what only PostgreSQL can stage, such as an outage)."""
+    with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from parley.completion_log import CompletionLog
@@ -43,13 +42,6 @@ class Outage:
         with self.admin.connect() as conn:
             conn.execute(text(f"ALTER DATABASE {self.name} ALLOW_CONNECTIONS true"))
         self.admin.dispose()
-
-
-@pytest.fixture
-def pg_url(empty_url):
-    if not empty_url.startswith("postgresql"):
-        pytest.skip("an outage is staged on PostgreSQL")
-    return empty_url
 
 
 def make_log(db, tmp_path, **kw):

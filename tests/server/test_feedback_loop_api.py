@@ -153,11 +153,10 @@ def test_a_broken_adapter_file_is_refused_with_the_reason(loop, tmp_path):
     api(srv, keys["root"], "DELETE", "/admin/adapters/broken")
 
 
-def test_a_database_outage_fails_no_request_and_loses_no_log_row(tmp_path, empty_url):
-    if not empty_url.startswith("postgresql"):
-        pytest.skip("the outage is staged on PostgreSQL")
+def test_a_database_outage_fails_no_request_and_loses_no_log_row(tmp_path, pg_url):
     from tests.test_completion_log import Outage
 
+    empty_url = pg_url
     key = create_key(tmp_path / "data", "--name", "app", "--scopes", "chat,admin", "--database-url", empty_url)["key"]
     srv = start_server(tmp_path, "--slots", "2", "--ctx", "1024",
                        env={"PARLEY_DATABASE_URL": empty_url, "PARLEY_DATA_DIR": str(tmp_path / "data")})  # fmt: skip
