@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from parley import __version__
 from parley.cli_db import db_app
 from parley.cli_feedback import feedback_app, log_app
 from parley.cli_keys import keys_app
+from parley.cli_stats import stats
 from parley.cli_tune import adapters_app, evaluate, tune
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ app.add_typer(log_app, name="log")
 app.add_typer(adapters_app, name="adapters")
 app.command("tune")(tune)
 app.command("eval")(evaluate)
+app.command("stats")(stats)
 
 
 def _version(value: bool) -> None:
@@ -65,11 +66,17 @@ def serve(
     completion_log: Annotated[
         bool | None, typer.Option("--completion-log/--no-completion-log", help="record every turn (default: on)")
     ] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json (one object per line)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="also serve /metrics without a key on this port")] = None,
+    otlp_endpoint: Annotated[
+        str | None, typer.Option(help="send OpenTelemetry traces here (OTLP/HTTP, e.g. http://host:4318/v1/traces)")
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API and the six-stage pipeline."""
     import uvicorn
 
     from parley.config import Settings
+    from parley.observability.logs import configure_logging
     from parley.server.app import create_app
 
     if config is not None:
@@ -77,13 +84,14 @@ def serve(
     given = {"host": host, "port": port, "model": model, "model_name": model_name, "ctx": ctx,
              "slots": slots, "max_queue": max_queue, "threads": threads, "log_level": log_level, "kv_cache": kv_cache,
              "database_url": database_url, "redis_url": redis_url, "insecure": insecure or None,
-             "deterministic": deterministic or None, "completion_log": completion_log}  # fmt: skip
+             "deterministic": deterministic or None, "completion_log": completion_log, "log_format": log_format,
+             "metrics_port": metrics_port, "otlp_endpoint": otlp_endpoint}  # fmt: skip
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: model file not found: {settings.model}", err=True)
         raise typer.Exit(2)
     _check_exposure(settings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     typer.echo(f"Parley {__version__} on http://{_url_host(settings.host)}:{settings.port} "
                f"(docs at /docs, slots={settings.slots}, ctx={settings.ctx})", err=True)  # fmt: skip
     uvicorn.run(
@@ -91,6 +99,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # configure_logging's handler: text or JSON, with request ids
+        access_log=False,  # parley.access writes the access lines, with the request id
         timeout_graceful_shutdown=5,
     )
 

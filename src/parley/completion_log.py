@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from parley.pipeline.context import TurnContext
 from parley.pipeline.turn import Turn
+from parley.pipeline.verdicts import guard_summary
 from parley.store.completions import CompletionRepository
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,7 @@ def row_of(turn: Turn, ctx: TurnContext) -> dict[str, Any]:
     decisions = [entry.model_dump(mode="json") for entry in turn.trace]
     for entry in decisions:  # the raw text is before the output guard: never logged
         entry["detail"].pop("raw_text", None)
-    notes = turn.notes
-    guard = {
-        "input": notes.get("guard_input", {}).get("verdicts", []),
-        "off_topic": notes.get("guard_input", {}).get("off_topic"),
-        "output": notes.get("output_guard", {}).get("findings", []),
-        "blocked": notes.get("output_guard", {}).get("blocked"),
-    }
+    guard = guard_summary(turn)
     timing = turn.timing
     error = f"{type(turn.error).__name__}: {turn.error}"[:500] if turn.error is not None else None
     return {
@@ -130,8 +125,7 @@ class CompletionLog:
         return self.is_pending(completion_id) and await asyncio.to_thread(wait)
 
     def status(self) -> dict[str, Any]:
-        with self._lock:
-            backlog = len(self._queue)
+        backlog = self.backlog()
         failing = round(time.monotonic() - self._failing_since, 1) if self._failing_since else 0.0
         return {**asdict(self.counters), "backlog": backlog, "spill_file_rows": self._spilled_rows(),
                 "failing": self._failing_since is not None, "failing_for_s": failing}  # fmt: skip
@@ -144,7 +138,7 @@ class CompletionLog:
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued if the database lets us within `timeout`; spill the rest for the next start."""
         deadline = time.monotonic() + timeout
-        while self._backlog() and time.monotonic() < deadline and self._failing_since is None:
+        while self.backlog() and time.monotonic() < deadline and self._failing_since is None:
             self._wake.set()
             time.sleep(0.05)
         self._stop = True
@@ -157,7 +151,7 @@ class CompletionLog:
         if rest:
             self._spill(rest)
 
-    def _backlog(self) -> int:
+    def backlog(self) -> int:
         with self._lock:
             return len(self._queue)
 

@@ -91,6 +91,10 @@ class Settings(BaseSettings, LlamaCppOptions):
     topic_threshold: float = Field(0.2, ge=-1, le=1, description="least cosine similarity to the topic")
 
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="also serve /metrics, without a key, here")
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces")
+    otel_service_name: str = "parley"
 
     def db_url(self) -> str:
         from parley.store.db import default_url

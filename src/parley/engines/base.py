@@ -66,6 +66,7 @@ class GenerationStats:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    queue_s: float | None = None  # waiting for a slot, when the engine knows it
 
 
 @dataclass

@@ -69,8 +69,13 @@ class GuardResult:
     action: Action | None  # the strongest action taken, None when nothing was found
     findings: list[Finding]
 
+    policy: Policy | None = None
+
     def summary(self) -> list[dict[str, object]]:
-        return [{"scanner": f.scanner, "kind": f.kind, "score": round(f.score, 3)} for f in self.findings]
+        """The findings for the trace, each with the action its scanner's policy took."""
+        policy = self.policy or Policy()
+        return [{"scanner": f.scanner, "kind": f.kind, "score": round(f.score, 3), "action": action_for(policy, f)}
+                for f in self.findings]  # fmt: skip
 
 
 STRENGTH = {None: 0, Action.FLAG: 1, Action.REDACT: 2, Action.BLOCK: 3}
@@ -81,9 +86,7 @@ def apply_policy(text: str, findings: list[Finding], policy: Policy) -> GuardRes
     strongest: Action | None = None
     spans = []
     for f in findings:
-        action = policy.actions.get(f.scanner, Action.FLAG)
-        if action is Action.REDACT and f.start < 0:
-            action = Action.BLOCK
+        action = action_for(policy, f)
         if STRENGTH[action] > STRENGTH[strongest]:
             strongest = action
         if action is Action.REDACT:
@@ -96,4 +99,11 @@ def apply_policy(text: str, findings: list[Finding], policy: Policy) -> GuardRes
         out.append(f.placeholder)
         last = f.end
     out.append(text[last:])
-    return GuardResult("".join(out), strongest, findings)
+    return GuardResult("".join(out), strongest, findings, policy)
+
+
+def action_for(policy: Policy, finding: Finding) -> Action:
+    """What the policy does with a finding: its scanner's action (flag if unnamed); a finding about the whole
+    text cannot be redacted, so redact blocks it."""
+    action = policy.actions.get(finding.scanner, Action.FLAG)
+    return Action.BLOCK if action is Action.REDACT and finding.start < 0 else action

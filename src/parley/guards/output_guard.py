@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from parley.guards.base import Action, Finding, Policy, Scanner, apply_policy
+from parley.guards.base import Action, Finding, Policy, Scanner, action_for, apply_policy
 
 DEFAULT_OUTPUT_POLICY = Policy({
     "pii": Action.REDACT, "secrets": Action.REDACT, "leak": Action.BLOCK, "offensive": Action.FLAG,
@@ -99,8 +99,10 @@ class OutputGuard:
         return self._release(len(self._pending))
 
     def report(self) -> dict[str, Any]:
-        return {"findings": [{"scanner": f.scanner, "kind": f.kind, "detail": f.detail} for f in self.findings],
-                "blocked": self.blocked}  # fmt: skip
+        findings = [{"scanner": f.scanner, "kind": f.kind, "detail": f.detail,
+                     "action": Action.BLOCK if f.scanner == "leak" else action_for(self.policy, f)}
+                    for f in self.findings]  # fmt: skip
+        return {"findings": findings, "blocked": self.blocked}
 
     def _leaked(self, text: str, new: int) -> bool:
         """Only windows that end in the `new` last characters are checked: the rest were checked before."""

@@ -142,6 +142,7 @@ class ModelStream:
         chunk = await anext(self.chunks)
         if chunk.stats is not None:
             self.turn.usage.cached_tokens = chunk.stats.cached_tokens
+            self.turn.timing.queued_s = chunk.stats.queue_s
             if not self.turn.prompt_tokens:  # an engine that took messages counted the prompt itself
                 self.turn.usage.prompt_tokens = chunk.stats.prompt_tokens
             self.turn.note(self.stage, cached_prompt_tokens=chunk.stats.cached_tokens)

@@ -32,8 +32,8 @@ class OutputStage:
         reasoning: list[str] = []
         try:
             async for delta in upstream:
-                if turn.timing.first_token is None and (delta.n_tokens or delta.text or delta.tool_calls):
-                    turn.timing.first_token = time.perf_counter()
+                if delta.n_tokens or delta.text or delta.tool_calls:
+                    turn.timing.tokens_arrived(delta.n_tokens, time.perf_counter())
                 pieces.append(delta.text)
                 reasoning.append(delta.reasoning)
                 merge_tool_calls(turn.tool_calls, delta.tool_calls)

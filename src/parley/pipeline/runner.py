@@ -54,7 +54,7 @@ class Pipeline:
             model_clock = StageClock(self.model.name)
             start = time.perf_counter()
             stream = await self.model.open(turn, ctx)
-            model_clock.inclusive += time.perf_counter() - start
+            model_clock.add(start, time.perf_counter())
         except BaseException as exc:
             await self.end(turn, ctx, "failed" if isinstance(exc, Exception) else "cancelled", exc)
             raise
@@ -73,7 +73,8 @@ class Pipeline:
         try:
             self.input.run(turn, ctx)  # the model first: an unknown or broken one is the error to report
         finally:
-            turn.record(self.input.name, time.perf_counter() - start)
+            end = time.perf_counter()
+            turn.record(self.input.name, end - start, (start, end))
         ctx.guards = self.find_guards()  # no request is served unguarded: 503 while they load
         steps, names = self.preprocess, [s.name for s in self.preprocess]
         if until in names:

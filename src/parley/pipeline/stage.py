@@ -79,7 +79,8 @@ def run_steps(stage: str, steps: list[TurnStep], turn: Turn, ctx: TurnContext) -
         try:
             step.run(turn, ctx)
         finally:
-            turn.step_ran(stage, step.name, time.perf_counter() - start)
+            end = time.perf_counter()
+            turn.step_ran(stage, step.name, end - start, (start, end))
 
 
 def run_stage(stage: str, steps: list[TurnStep], turn: Turn, ctx: TurnContext) -> None:
@@ -88,15 +89,25 @@ def run_stage(stage: str, steps: list[TurnStep], turn: Turn, ctx: TurnContext) -
     try:
         run_steps(stage, steps, turn, ctx)
     finally:
-        turn.record(stage, time.perf_counter() - start)
+        end = time.perf_counter()
+        turn.record(stage, end - start, (start, end))
 
 
 class StageClock:
-    """Time spent inside one stream's `__anext__`, i.e. the stage plus everything upstream of it."""
+    """Time spent inside one stream's `__anext__`, i.e. the stage plus everything upstream of it, and the
+    window from the first call's start to the last call's end."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.inclusive = 0.0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def add(self, start: float, end: float) -> None:
+        self.inclusive += end - start
+        if self.first is None:
+            self.first = start
+        self.last = end
 
     async def wrap(self, stream: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
         try:
@@ -107,7 +118,7 @@ class StageClock:
                 except StopAsyncIteration:
                     return
                 finally:
-                    self.inclusive += time.perf_counter() - start
+                    self.add(start, time.perf_counter())
                 yield item
         finally:
             await aclose(stream)
@@ -123,5 +134,6 @@ def record_streams(turn: Turn, clocks: list[StageClock]) -> None:
     """Stream stages nest, so a stage's own time is its inclusive time less its upstream's."""
     upstream = 0.0
     for clock in clocks:
-        turn.record(clock.name, max(clock.inclusive - upstream, 0.0))
+        window = (clock.first, clock.last) if clock.first is not None and clock.last is not None else None
+        turn.record(clock.name, max(clock.inclusive - upstream, 0.0), window)
         upstream = clock.inclusive

@@ -59,7 +59,22 @@ class Timing:
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
     first_token: float | None = None
+    last_token: float | None = None
     ended: float | None = None
+    queued_s: float | None = None  # waiting for a slot, as the engine reports it
+    itl_s: list[float] = field(default_factory=list)  # inter-token latency: one gap per token after the first
+
+    def tokens_arrived(self, n_tokens: int, now: float) -> None:
+        """A delta reached the output stage: the first token, or `n_tokens` more (a gap shared among them)."""
+        if self.first_token is None:
+            self.first_token = self.last_token = now
+        elif n_tokens > 0 and self.last_token is not None:
+            self.itl_s.extend([(now - self.last_token) / n_tokens] * n_tokens)
+            self.last_token = now
+
+    def wall(self, t: float) -> float:
+        """A perf_counter time of this turn as epoch seconds."""
+        return self.started_at + (t - self.started)
 
     @property
     def ttft_s(self) -> float | None:
@@ -112,16 +127,23 @@ class Turn:
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)
     step_times: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # stage → [(step, seconds)]
     trace: list[TraceEntry] = field(default_factory=list)
+    # when each stage and each step that runs in one piece ran ("stage" or "stage.step" → perf_counter start,
+    # end); a streaming stage's window spans its first to its last delta
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def note(self, name: str, **detail: Any) -> None:
         """Record what a stage or step changed or decided; it appears in the trace under that name."""
         self.notes.setdefault(name, {}).update(detail)
 
-    def step_ran(self, stage: str, step: str, seconds: float) -> None:
+    def step_ran(self, stage: str, step: str, seconds: float, window: tuple[float, float] | None = None) -> None:
         self.step_times.setdefault(stage, []).append((step, seconds))
+        if window is not None:
+            self.windows[f"{stage}.{step}"] = window
 
-    def record(self, stage: str, seconds: float) -> None:
+    def record(self, stage: str, seconds: float, window: tuple[float, float] | None = None) -> None:
         """Close a stage's trace entry: its own notes, and one entry per step it ran, in order."""
+        if window is not None:
+            self.windows[stage] = window
         steps = [
             StepTrace(step=step, duration_ms=round(s * 1000, 3), detail=self.notes.get(step, {}))
             for step, s in self.step_times.get(stage, [])

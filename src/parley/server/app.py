@@ -15,13 +15,15 @@ from parley.config import Settings
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
 from parley.guards.service import GuardsHolder
+from parley.observability.logs import RequestContext, log_turn
+from parley.observability.metrics import HttpMetrics, Metrics
 from parley.pipeline.runner import Pipeline
 from parley.server.adapter_sync import AdapterSync
 from parley.server.auth import AccessControl, RateLimitHeaders
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
 from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
-from parley.server.routes import admin, feedback, openai, service
+from parley.server.routes import admin, feedback, openai, service, stats, web
 from parley.store.adapters import AdapterRepository
 from parley.store.completions import CompletionRepository
 from parley.store.db import Database
@@ -47,6 +49,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         completion_log = CompletionLog(completions, spill, retention_days=settings.log_retention_days)
     adapters = AdapterRepository(db)
     adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds)
+    metrics = Metrics()
+    tracer = None
+    if settings.otlp_endpoint:
+        from parley.observability.tracing import TurnTracer
+
+        tracer = TurnTracer(settings.otlp_endpoint, settings.otel_service_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,10 +63,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         syncing = asyncio.create_task(adapter_sync.run())
         if completion_log is not None:
             completion_log.start()
+        metrics_server = None
+        if settings.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            metrics_server, _ = start_http_server(settings.metrics_port, settings.host, registry=metrics.registry)
         try:
             yield
         finally:
             syncing.cancel()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            if tracer is not None:
+                await asyncio.to_thread(tracer.close)
             for task in (loader, guard_loader):
                 if task is not None and not task.done():
                     await task
@@ -82,6 +99,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     pipeline.turn_end.add(access.charge_turn)
     if completion_log is not None:
         pipeline.turn_end.add(completion_log.observe)
+    pipeline.turn_end.add(metrics.observe_turn)
+    pipeline.turn_end.add(log_turn)
+    if tracer is not None:
+        pipeline.turn_end.add(tracer.observe)
+    metrics.watch(registry, access, completion_log, lambda: pipeline.turn_end.failures)
+    app.state.metrics = metrics
     app.state.pipeline = pipeline
     app.state.access = access
     app.state.completions = completions
@@ -92,8 +115,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(RequestContext)  # outermost: every response, errors included, carries the request id
     app.include_router(openai.router)
     app.include_router(service.router)
     app.include_router(admin.router)
     app.include_router(feedback.router)
+    app.include_router(stats.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files, name="static")
     return app

@@ -45,6 +45,7 @@ class AccessControl:
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
         self._any_key: tuple[bool, float] = (False, 0.0)
         self.store_errors = 0  # lookups answered from the cache because the database was unreachable
+        self.rejections = {"requests": 0, "tokens": 0}  # 429s by the limit that was reached
 
     async def open_mode(self) -> bool:
         has_keys, at = self._any_key
@@ -107,11 +108,13 @@ class AccessControl:
             d = await self.buckets.take(f"{key.id}:req", key.rpm, cost=1, need=1)
             headers |= _headers("requests", d)
             if not d.allowed:
+                self.rejections["requests"] += 1
                 raise _limited("requests", key, d, headers)
         if key.tpm:
             d = await self.buckets.take(f"{key.id}:tok", key.tpm, cost=0, need=1)
             headers |= _headers("tokens", d)
             if not d.allowed:
+                self.rejections["tokens"] += 1
                 raise _limited("tokens", key, d, headers)
         request.state.ratelimit_headers = headers
 

@@ -49,6 +49,16 @@ class CompletionRepository:
         with self.db.session() as s:
             return [as_dict(r) for r in s.scalars(q.limit(limit).offset(offset))]
 
+    def activity(self, since: datetime, until: datetime, *, limit: int = 200_000) -> list[dict[str, Any]]:
+        """What the dashboard charts, for the turns that began in [since, until): no texts, oldest first."""
+        columns = [CompletionRow.created_at, CompletionRow.model, CompletionRow.adapter, CompletionRow.outcome,
+                   CompletionRow.finish_reason, CompletionRow.ttft_ms, CompletionRow.latency_ms,
+                   CompletionRow.prompt_tokens, CompletionRow.completion_tokens, CompletionRow.guard]  # fmt: skip
+        q = (select(*columns).where(CompletionRow.created_at >= since, CompletionRow.created_at < until)
+             .order_by(CompletionRow.created_at).limit(limit))  # fmt: skip
+        with self.db.session() as s:
+            return [dict(r._mapping) for r in s.execute(q)]
+
     def prune(self, before: datetime, *, keep_rated: bool = True) -> int:
         """Delete rows older than `before`; rated ones stay unless `keep_rated` is off (feedback goes too)."""
         old = CompletionRow.created_at < before

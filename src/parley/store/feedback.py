@@ -95,6 +95,24 @@ class FeedbackRepository:
         with self.db.session() as s:
             return [public(r) for r in s.scalars(q.limit(limit).offset(offset))]
 
+    def activity(self, since: datetime, until: datetime) -> list[tuple[datetime, str]]:
+        """(when, label) of each rating given or changed in [since, until), oldest first."""
+        when = FeedbackRow.updated_at
+        q = select(when, FeedbackRow.label).where(when >= since, when < until).order_by(when)
+        with self.db.session() as s:
+            return [(_aware(at), label) for at, label in s.execute(q)]
+
+    def low_rated(self, *, limit: int = 20, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The newest bad ratings with the completion they rate (its messages, answer and trace)."""
+        from parley.store.completions import as_dict
+
+        q = (select(FeedbackRow, CompletionRow).join(CompletionRow, FeedbackRow.completion_id == CompletionRow.id)
+             .where(FeedbackRow.label == "bad").order_by(FeedbackRow.updated_at.desc(), FeedbackRow.id))  # fmt: skip
+        if since is not None:
+            q = q.where(FeedbackRow.updated_at >= since)
+        with self.db.session() as s:
+            return [{"feedback": public(fb), "completion": as_dict(c)} for fb, c in s.execute(q.limit(limit))]
+
     def rated_completions(self, f: FeedbackFilter | None = None) -> Iterator[RatedCompletion]:
         """Each rated completion (as logged) with all its ratings, oldest first: what datasets are made of."""
         from parley.store.completions import as_dict

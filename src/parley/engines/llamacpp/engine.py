@@ -138,7 +138,7 @@ class LlamaCppEngine:
                     if event.finish_reason == "error":
                         raise EngineFailed(event.error or "generation failed")
                     text = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
-                    stats = GenerationStats(event.prompt_tokens, n_tokens, event.cached_tokens)
+                    stats = GenerationStats(event.prompt_tokens, n_tokens, event.cached_tokens, event.queue_s)
                     yield Chunk(text, 0, event.finish_reason, stats)
                     return
                 n_tokens += 1
@@ -146,7 +146,7 @@ class LlamaCppEngine:
                 if hit:
                     self.batcher.end(seq, STOP)
                     done = True
-                    stats = GenerationStats(len(seq.prompt), n_tokens, seq.n_cached)
+                    stats = GenerationStats(len(seq.prompt), n_tokens, seq.n_cached, seq.queue_s)
                     yield Chunk(text, 1, "stop", stats)
                     return
                 yield Chunk(text, 1)

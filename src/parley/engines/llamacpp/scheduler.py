@@ -262,6 +262,7 @@ class ContinuousBatcher(StepCalls):
             if plan.leader is not None:
                 seq.follow = (plan.leader, plan.follow_len)
             seq.slot, slot.seq = slot, seq
+            seq.scheduled = time.perf_counter()
             seq.n_prompt_done = seq.n_cached = reuse
             round_.append(seq)
             with self._lock:
@@ -324,4 +325,4 @@ class ContinuousBatcher(StepCalls):
         if seq.sampler:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
-        emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error))
+        emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error, seq.queue_s))

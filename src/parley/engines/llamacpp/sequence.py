@@ -3,6 +3,7 @@ and the events a sequence sends back to its request."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ class DoneEvent:
     completion_tokens: int
     cached_tokens: int
     error: str | None = None
+    queue_s: float | None = None  # submitted → given a slot (None: never scheduled)
 
 
 Event = TokenEvent | DoneEvent
@@ -51,6 +53,12 @@ class Sequence:
     pending: int | None = None  # sampled but not yet decoded
     order: int = 0
     follow: tuple[Sequence, int] | None = None  # (leader, tokens): copy the leader's prefix once computed
+    submitted: float = field(default_factory=time.perf_counter)
+    scheduled: float | None = None  # when it got a slot
+
+    @property
+    def queue_s(self) -> float | None:
+        return None if self.scheduled is None else self.scheduled - self.submitted
 
 
 @dataclass(eq=False)

@@ -44,7 +44,8 @@ class GuardInput(BaseStep):
         question = next((m.content for m in reversed(turn.messages) if m.role == "user"), "")
         if "off_topic" in output_policy.actions and (off := guards.off_topic(question)):
             turn.guard.refusal = off[1]
-            turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": guards.topic})
+            turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": guards.topic,
+                                            "action": output_policy.actions["off_topic"]})
         system = next((m for m in turn.messages if m.role == "system"), None)
         if system is not None and "leak" in output_policy.actions:
             turn.guard.system_prompt = system.content

@@ -51,6 +51,7 @@ async def rate(body: FeedbackCreate, request: Request) -> JSONResponse:
         request.app.state.feedback.rate, body.completion_id, key.id if key is not None else OPEN_RATER, rating,
         correction=body.correction, comment=body.comment, tags=body.tags,
     )  # fmt: skip
+    request.app.state.metrics.rated(rating)
     return JSONResponse(row, status_code=201 if created else 200)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from parley.engines.registry import EngineRegistry
@@ -48,6 +49,12 @@ async def status(request: Request) -> dict[str, Any]:
         "turn_end_observer_failures": request.app.state.pipeline.turn_end.failures,
         "key_store_errors": request.app.state.access.store_errors,
     }
+
+
+@router.get("/metrics", dependencies=[Depends(Access("admin"))])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (vLLM's names with a `parley_` prefix; docs/observability.md lists them)."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class TokenizeRequest(Body):
