@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+CHROMIUM ?= /usr/bin/chromium
+
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: install run test lint fmt bench clean
@@ -20,10 +22,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
+$(CHROMIUM):
+	$$(command -v sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	  ($$(command -v sudo) apt-get update -q && \
+	   $$(command -v sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
 run: install
 	$(BIN)/parley serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

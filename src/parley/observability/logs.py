@@ -20,6 +20,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from parley.asgi import on_response_start
+from parley.pipeline.context import TurnContext
+from parley.pipeline.turn import Turn
+
 request_id: ContextVar[str | None] = ContextVar("parley_request_id", default=None)
 traceparent: ContextVar[str | None] = ContextVar("parley_traceparent", default=None)  # W3C trace context
 
@@ -107,15 +111,13 @@ class RequestContext:
         start = time.perf_counter()
         status = 0
 
-        async def send_with_id(message: Message) -> None:
+        def add_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (HEADER.encode(), rid.encode())]
-            await send(message)
+            status = message["status"]
+            message["headers"].append((HEADER.encode(), rid.encode()))
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, on_response_start(send, add_id))
         finally:
             client = scope.get("client")
             access_log.info(
@@ -131,7 +133,7 @@ class RequestContext:
 turn_log = logging.getLogger("parley.turn")
 
 
-async def log_turn(turn: Any, ctx: Any) -> None:
+async def log_turn(turn: Turn, ctx: TurnContext) -> None:
     """Turn-end observer: one line per turn, tying the request id to the completion id and its figures."""
     timing = turn.timing
     turn_log.info(

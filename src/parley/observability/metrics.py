@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from parley.asgi import on_response_start
 from parley.errors import ParleyError
 from parley.pipeline.context import TurnContext
 from parley.pipeline.turn import Turn
@@ -210,14 +211,12 @@ class HttpMetrics:
         start = time.perf_counter()
         status = "500"
 
-        async def send_status(message: Message) -> None:
+        def see(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = str(message["status"])
-            await send(message)
+            status = str(message["status"])
 
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, on_response_start(send, see))
         finally:
             route = route_of(scope)
             self.metrics.http_requests.labels(scope["method"], route, status).inc()

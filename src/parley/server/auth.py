@@ -17,6 +17,7 @@ from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from parley.asgi import on_response_start
 from parley.errors import AuthenticationFailed, PermissionDenied, RateLimited, ServiceUnavailable
 from parley.pipeline.context import TurnContext
 from parley.pipeline.turn import Turn
@@ -177,14 +178,9 @@ class RateLimitHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state = scope.get("state") or {}
-                extra = state.get("ratelimit_headers") or {}
-                existing = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in existing
-                ]
-            await send(message)
+        def add_headers(message: Message) -> None:
+            extra = (scope.get("state") or {}).get("ratelimit_headers") or {}
+            existing = {k.lower() for k, _ in message["headers"]}
+            message["headers"] += [(k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in existing]
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, on_response_start(send, add_headers))
