@@ -145,7 +145,7 @@ def test_tokens_per_minute_limit(keyed):
 def test_streamed_usage_is_charged_too(keyed):
     srv, data, _ = keyed
     key = create_key(data, "--name", "tpm-stream", "--scopes", "chat", "--tpm", "30")["key"]  # < the prompt alone
-    with httpx.stream("POST", srv.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+    with httpx.stream("POST", srv.url + "/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {key}"},
                       json={"model": MODEL, "messages": CHAT, "max_tokens": 20, "stream": True}) as r:  # fmt: skip
         assert r.status_code == 200
         list(r.iter_lines())
