@@ -14,6 +14,7 @@ from parley import __version__
 from parley.cli_db import db_app
 from parley.cli_feedback import feedback_app, log_app
 from parley.cli_keys import keys_app
+from parley.cli_params import params_app, prompts_app
 from parley.cli_stats import stats
 from parley.cli_tune import adapters_app, evaluate, tune
 
@@ -26,6 +27,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(log_app, name="log")
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(params_app, name="params")
+app.add_typer(prompts_app, name="prompts")
 app.command("tune")(tune)
 app.command("eval")(evaluate)
 app.command("stats")(stats)

@@ -39,11 +39,14 @@ def row_of(turn: Turn, ctx: TurnContext) -> dict[str, Any]:
     if messages and turn.guard.system_prompt is not None:  # the operator's prompt, not the planted canary
         first_system = next(m for m in messages if m["role"] == "system")
         first_system["content"] = turn.guard.system_prompt
+    profile = turn.profile.name if turn.profile is not None else None
     params: dict[str, Any] = {}
     if turn.params is not None:
         params = {k: v for k, v in asdict(turn.params).items() if k != "grammar"}
         params["constrained"] = turn.params.grammar is not None
         params["logit_bias"] = {str(k): v for k, v in turn.params.logit_bias.items()}
+        if adaptive := turn.notes.get("params", {}).get("adaptive"):  # the arm a rating of this turn rewards
+            params["arm"], params["bucket"] = adaptive["arm"], adaptive["bucket"]
     decisions = [entry.model_dump(mode="json") for entry in turn.trace]
     for entry in decisions:  # the raw text is before the output guard: never logged
         entry["detail"].pop("raw_text", None)
@@ -54,7 +57,7 @@ def row_of(turn: Turn, ctx: TurnContext) -> dict[str, Any]:
         "id": turn.id, "created_at": datetime.fromtimestamp(timing.started_at, UTC),
         "key_id": ctx.key.id if ctx.key is not None else None, "kind": turn.kind,
         "model": ctx.engine.info.id if ctx.engine is not None else turn.request.model,
-        "adapter": turn.adapter.name if turn.adapter is not None else None, "profile": None,
+        "adapter": turn.adapter.name if turn.adapter is not None else None, "profile": profile,
         "messages": messages, "prompt": turn.prompt if turn.kind == "completion" else None, "answer": turn.text,
         "params": params, "decisions": decisions, "guard": guard,
         "prompt_tokens": turn.usage.prompt_tokens, "completion_tokens": turn.usage.completion_tokens,

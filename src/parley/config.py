@@ -89,12 +89,17 @@ class Settings(BaseSettings, LlamaCppOptions):
     guard_policy: str = Field("", description="overrides of the default guard policy, e.g. 'pii=flag'")
     topic: str | None = Field(None, description="what this deployment is for; off-topic questions are refused")
     topic_threshold: float = Field(0.2, ge=-1, le=1, description="least cosine similarity to the topic")
+    profiles_file: Path | None = Field(None, description="use-case profiles (TOML); default: data_dir/profiles.toml")
+    params_explore: float = Field(0.2, ge=0, le=1, description="adaptive profiles: share of requests that explore")
 
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="also serve /metrics, without a key, here")
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces")
     otel_service_name: str = "parley"
+
+    def profiles_path(self) -> Path:
+        return self.profiles_file or self.data_dir / "profiles.toml"
 
     def db_url(self) -> str:
         from parley.store.db import default_url

@@ -70,6 +70,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ProfileNotFound(NotFound):
+    code = "profile_not_found"
+
+
 class MethodNotAllowed(ParleyError):
     status = 405
     type = "invalid_request_error"

@@ -74,8 +74,11 @@ class EngineRegistry:
     def error(self) -> str | None:
         return "; ".join(self.errors) or None
 
-    def resolve(self, name: str) -> tuple[Engine, AdapterRef | None]:
-        """The engine that serves model `name`, and the adapter `name` is, if it is one."""
+    def resolve(self, name: str | None) -> tuple[Engine, AdapterRef | None]:
+        """The engine that serves model `name`, and the adapter `name` is, if it is one; `None`: the default
+        model (the first one configured), for a profile that names none."""
+        if name is None:
+            return self.find(next(iter(self.engines), "")), None
         served = self.adapters.get(name)
         if served is not None and served.base in self.engines:
             return self.engines[served.base], served.ref

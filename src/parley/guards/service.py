@@ -27,16 +27,28 @@ class Guards:
         self._predict = predict_prob
         self._salt = secrets.token_bytes(16)
         self.topic, self.topic_threshold = topic, topic_threshold
-        self._topic_vec = self.input.embedder().encode([topic])[0] if topic else None
+        self._topic_vectors: dict[str, object] = {}
+        if topic:
+            self._topic_vector(topic)
 
-    def off_topic(self, question: str) -> tuple[float, str] | None:
-        """(similarity, polite refusal) when a topic is declared and the question is not about it."""
-        if self._topic_vec is None or not question.strip():
+    def _topic_vector(self, topic: str):  # -> a numpy vector
+        vector = self._topic_vectors.get(topic)
+        if vector is None:
+            if len(self._topic_vectors) > 256:  # profiles come and go; don't keep every topic ever seen
+                self._topic_vectors.clear()
+            vector = self._topic_vectors[topic] = self.input.embedder().encode([topic])[0]
+        return vector
+
+    def off_topic(self, question: str, topic: str | None = None) -> tuple[float, str] | None:
+        """(similarity, polite refusal) when a topic is declared (`topic`, else the server's) and the question
+        is not about it."""
+        topic = topic or self.topic
+        if not topic or not question.strip():
             return None
-        similarity = float(self.input.embedder().encode([question])[0] @ self._topic_vec)
+        similarity = float(self.input.embedder().encode([question])[0] @ self._topic_vector(topic))
         if similarity >= self.topic_threshold:
             return None
-        return similarity, REFUSAL.format(topic=self.topic)
+        return similarity, REFUSAL.format(topic=topic)
 
     def input_policy(self, key_policy: str | None) -> Policy:
         return Policy.parse(key_policy, self.input_base, side="input") if key_policy else self.input_base

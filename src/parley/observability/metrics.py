@@ -111,7 +111,8 @@ class Metrics:
         """Turn-end observer: every turn metric, from the finished turn."""
         model = ctx.engine.info.id if ctx.engine is not None else (turn.model or "unknown")
         adapter = turn.adapter.name if turn.adapter is not None else ""
-        self.requests.labels(ROUTES[turn.kind], turn_status(turn), model, adapter, "").inc()
+        profile = turn.profile.name if turn.profile is not None else ""
+        self.requests.labels(ROUTES[turn.kind], turn_status(turn), model, adapter, profile).inc()
         for side, scanner, action in guard_actions(turn):
             self.guard_verdicts.labels(side, scanner, action).inc()
         for entry in turn.trace:

@@ -11,6 +11,8 @@ from parley.engines.base import AdapterRef, Engine
 
 if TYPE_CHECKING:
     from parley.guards.service import Guards
+    from parley.params.tuner import Tuner
+    from parley.profiles import Profiles
     from parley.store.keys import ApiKey
 
 
@@ -19,7 +21,7 @@ async def _nothing_to_stop() -> None:
 
 
 # A model name → the engine that serves it, and the adapter it names (None: the base model).
-ResolveModel = Callable[[str], tuple[Engine, AdapterRef | None]]
+ResolveModel = Callable[[str | None], tuple[Engine, AdapterRef | None]]
 
 
 @dataclass
@@ -28,12 +30,16 @@ class TurnContext:
     key: ApiKey | None = None  # None: open mode (no keys exist yet)
     guards: Guards | None = None
     engine: Engine | None = None  # resolved by the input stage
+    profiles: Profiles | None = None
+    profile_policy: str = ""  # the chosen profile's guard-policy overrides
+    tuner: Tuner | None = None  # parameters learnt from ratings, for adaptive profiles
     stop_generation: Callable[[], Awaitable[None]] = _nothing_to_stop  # set once generation starts
 
     @property
     def key_policy(self) -> str | None:
-        """The caller's guard-policy overrides."""
-        return self.key.policy if self.key is not None else None
+        """The guard-policy overrides for this turn: the profile's, then the caller's key's (which win)."""
+        parts = [self.profile_policy, self.key.policy if self.key is not None else ""]
+        return ",".join(p for p in parts if p) or None
 
     @property
     def engine_required(self) -> Engine:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from parley.errors import InvalidRequest
+from parley.errors import InvalidRequest, ProfileNotFound
 from parley.pipeline.context import TurnContext
 from parley.pipeline.structured import parse_json_object, render_structured
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
 
 MAX_STOP_SEQUENCES = 4
+PROFILE_PREFIX = "profile/"
 
 STRUCTURED_PREAMBLE = "Structured input (JSON, rendered as an outline):\n"
 
@@ -24,7 +25,17 @@ class InputStage:
 
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request
-        ctx.engine, turn.adapter = ctx.resolve(req.model)  # raises ModelNotFound
+        model: str | None = req.model
+        if (name := self._profile_name(turn)) is not None:
+            profile = ctx.profiles.get(name) if ctx.profiles is not None else None
+            if profile is None:
+                param = "model" if req.model.startswith(PROFILE_PREFIX) else "metadata.profile"
+                raise ProfileNotFound(f"The profile `{name}` does not exist.", param=param)
+            turn.profile, ctx.profile_policy = profile, profile.guard_policy
+            if req.model.startswith(PROFILE_PREFIX):
+                model = profile.model  # None: the default model
+            turn.note(self.name, profile=name)
+        ctx.engine, turn.adapter = ctx.resolve(model)  # raises ModelNotFound
         turn.model = turn.adapter.name if turn.adapter is not None else ctx.engine.info.id
         if req.n != 1:
             raise InvalidRequest("Only n=1 is supported.", param="n")
@@ -37,6 +48,27 @@ class InputStage:
             self._chat(turn, req)
         else:
             self._completion(turn, req)
+
+    @staticmethod
+    def _profile_name(turn: Turn) -> str | None:
+        """The profile asked for: `model: "profile/NAME"`, the `X-Parley-Profile` header, or
+        `metadata.profile`; two that disagree are an error."""
+        req = turn.request
+        metadata = (req.model_extra or {}).get("metadata")
+        asked = {
+            "model": req.model.removeprefix(PROFILE_PREFIX) if req.model.startswith(PROFILE_PREFIX) else None,
+            "X-Parley-Profile": turn.profile_name or None,
+            "metadata.profile": metadata.get("profile") if isinstance(metadata, dict) else None,
+        }
+        named = {where: name for where, name in asked.items() if name is not None}
+        if any(not isinstance(name, str) for name in named.values()):
+            raise InvalidRequest("metadata.profile must be a string.", param="metadata.profile")
+        if len(set(named.values())) > 1:
+            raise InvalidRequest(
+                "The request names two profiles: " + ", ".join(f"{w} = {n!r}" for w, n in named.items()) + ".",
+                param=next(iter(named)),
+            )
+        return next(iter(named.values()), None)
 
     def _chat(self, turn: Turn, req: ChatCompletionRequest) -> None:
         if req.tools:  # tool calling arrives with engines that declare `capabilities.tools`

@@ -21,44 +21,65 @@ JSON_DRY_MULTIPLIER = 0.8
 
 
 class Params(BaseStep):
-    """Step `params`: the client's sampling parameters; where it left `max_tokens` or `temperature` unset,
-    the complexity estimate's (docs/pipeline.md)."""
+    """Step `params`: the sampling parameters. Each is the client's; where the client left it unset, the
+    profile's; then, for a profile with `adaptive = true`, the choice learnt from ratings (temperature, top_p
+    and the token budget); then the complexity estimate's (docs/pipeline.md). The trace says where each came
+    from."""
 
     name = "params"
 
-
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request
-        asked = asked_max_tokens(turn)
+        profile = turn.profile.params if turn.profile is not None else None
         room = ctx.engine_required.info.context_window - len(turn.prompt_tokens)
         decision: dict[str, object] = {}
-        max_tokens, temperature = asked, req.temperature
-        if max_tokens is None or temperature is None:
+
+        def chosen(name: str, asked: object = None) -> object:
+            value = asked if asked is not None else getattr(req, name, None)
+            if value is None and profile is not None and (value := getattr(profile, name)) is not None:
+                decision[f"{name}_from"] = "profile"
+            return value
+
+        max_tokens = chosen("max_tokens", asked_max_tokens(turn))
+        temperature, top_p = chosen("temperature"), chosen("top_p")
+        if max_tokens is None or temperature is None or top_p is None:
             user_text = next((m.content for m in reversed(turn.messages) if m.role == "user"), turn.prompt)
             guess = estimate(user_text)
             decision["complexity"] = {"score": guess.score, "tier": guess.tier, **guess.features}
+            budget, guessed_temperature = guess.max_tokens, guess.temperature
+            if ctx.tuner is not None and turn.profile is not None and turn.profile.adaptive and not turn.grammar:
+                pick = ctx.tuner.choose(turn.profile.name, guess.tier)
+                decision["adaptive"] = pick.detail
+                budget, guessed_temperature = pick.max_tokens(guess.max_tokens), pick.temperature
+                if top_p is None:
+                    top_p = pick.top_p
+                    decision["top_p_from"] = "adaptive"
+            source = "adaptive" if "adaptive" in decision else "estimate"
             if max_tokens is None:
-                max_tokens = min(JSON_MAX_TOKENS if turn.grammar else guess.max_tokens, room)
-                decision["max_tokens_from"] = "estimate"
+                max_tokens = min(JSON_MAX_TOKENS if turn.grammar else budget, room)
+                decision["max_tokens_from"] = source
             if temperature is None:
-                temperature = 0.2 if turn.grammar else guess.temperature
-                decision["temperature_from"] = "estimate"
-        repetition_penalty, dry = req.repetition_penalty, req.dry_multiplier
-        client_penalties = any(v is not None for v in (repetition_penalty, dry, req.frequency_penalty,
-                                                        req.presence_penalty))  # fmt: skip
+                temperature = 0.2 if turn.grammar else guessed_temperature
+                decision["temperature_from"] = source
+        if decision.get("max_tokens_from") == "profile":
+            max_tokens = min(int(max_tokens), room)  # type: ignore[call-overload]
+        repetition_penalty, dry = chosen("repetition_penalty"), req.dry_multiplier
+        presence, frequency = chosen("presence_penalty"), chosen("frequency_penalty")
+        client_penalties = any(v is not None for v in (repetition_penalty, dry, frequency, presence))
         if turn.grammar and not client_penalties:
             repetition_penalty, dry = JSON_REPETITION_PENALTY, JSON_DRY_MULTIPLIER
             decision["penalties_from"] = "json_default"
+        top_k, min_p = chosen("top_k"), chosen("min_p")
         turn.params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=req.top_p if req.top_p is not None else 1.0,
-            top_k=req.top_k if req.top_k is not None and req.top_k > 0 else 0,
-            min_p=req.min_p if req.min_p is not None else 0.0,
+            max_tokens=int(max_tokens),  # type: ignore[call-overload]
+            temperature=float(temperature),  # type: ignore[arg-type]
+            top_p=float(top_p) if top_p is not None else 1.0,  # type: ignore[arg-type]
+            top_k=int(top_k) if top_k is not None and top_k > 0 else 0,  # type: ignore[call-overload, operator]
+            min_p=float(min_p) if min_p is not None else 0.0,  # type: ignore[arg-type]
             seed=req.seed,
-            presence_penalty=req.presence_penalty or 0.0,
-            frequency_penalty=req.frequency_penalty or 0.0,
-            repetition_penalty=repetition_penalty or 1.0,
+            presence_penalty=float(presence or 0.0),  # type: ignore[arg-type]
+            frequency_penalty=float(frequency or 0.0),  # type: ignore[arg-type]
+            repetition_penalty=float(repetition_penalty or 1.0),  # type: ignore[arg-type]
             dry_multiplier=dry or 0.0,
             dry_base=req.dry_base or 1.75,
             dry_allowed_length=req.dry_allowed_length or 2,

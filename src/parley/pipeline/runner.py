@@ -23,6 +23,8 @@ from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completi
 
 if TYPE_CHECKING:
     from parley.guards.service import Guards
+    from parley.params.tuner import Tuner
+    from parley.profiles import Profiles
     from parley.store.keys import ApiKey
 
 
@@ -34,21 +36,24 @@ class Pipeline:
         resolve: ResolveModel,
         settings: Settings,
         find_guards: Callable[[], Guards | None] = lambda: None,
+        profiles: Profiles | None = None,
+        tuner: Tuner | None = None,
     ) -> None:
         self.resolve = resolve
         self.find_guards = find_guards
+        self.profiles, self.tuner = profiles, tuner
         self.input = InputStage(max_messages=settings.max_messages, max_message_chars=settings.max_message_chars)
         self.preprocess = select(settings.preprocess_steps, PREPROCESS, "preprocess")
         self.model = ModelStage(list(MODEL_STEPS.values()))
         self.output = OutputStage()
-        self.postprocess = PostprocessStage(select(settings.postprocess_steps, POSTPROCESS, "postprocess"))
+        self.postprocess = PostprocessStage(select(settings.postprocess_steps, POSTPROCESS, "postprocess"), POSTPROCESS)
         self.final = FinalStage()
         self.turn_end = TurnEndHook()
 
     async def start(self, turn: Turn, key: ApiKey | None = None) -> Run:
         """Run the stages up to admission. Bad input and a full engine raise here, before any response; the
         turn then ends as failed (the turn-end hook runs) before the error propagates."""
-        ctx = TurnContext(self.resolve, key=key)
+        ctx = TurnContext(self.resolve, key=key, profiles=self.profiles, tuner=self.tuner)
         try:
             await asyncio.to_thread(self._prepare, turn, ctx)  # scanning and tokenising stay off the event loop
             model_clock = StageClock(self.model.name)
@@ -64,7 +69,7 @@ class Pipeline:
     async def prepare(self, turn: Turn, key: ApiKey | None = None, *, until: str | None = None) -> TurnContext:
         """Input and preprocessing only (up to and including step `until`): the prompt as the model would see
         it, as `/tokenize` reports it. Not a turn that is answered: the turn-end hook does not run."""
-        ctx = TurnContext(self.resolve, key=key)
+        ctx = TurnContext(self.resolve, key=key, profiles=self.profiles, tuner=self.tuner)
         await asyncio.to_thread(self._prepare, turn, ctx, until)
         return ctx
 

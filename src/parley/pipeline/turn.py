@@ -8,10 +8,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from parley.engines.base import AdapterRef, SamplingParams, ToolCallFragment
 from parley.protocol.openai import ChatCompletionRequest, CompletionRequest, StepTrace, TraceEntry
+
+if TYPE_CHECKING:
+    from parley.profiles import Profile
 
 
 @dataclass
@@ -97,6 +100,8 @@ class Turn:
     created: int = field(default_factory=lambda: int(time.time()))
 
     # input
+    profile_name: str | None = None  # asked for by the X-Parley-Profile header (the route sets it)
+    profile: Profile | None = None
     model: str = ""
     messages: list[Message] = field(default_factory=list)
     raw_prompt: str | list[int] | None = None  # /v1/completions

@@ -14,16 +14,20 @@ from parley.completion_log import CompletionLog
 from parley.config import Settings
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
+from parley.errors import ParleyError
 from parley.guards.service import GuardsHolder
 from parley.observability.logs import RequestContext, log_turn
 from parley.observability.metrics import HttpMetrics, Metrics
+from parley.params.tuner import Tuner
 from parley.pipeline.runner import Pipeline
+from parley.profiles import ProfileError, Profiles
 from parley.server.adapter_sync import AdapterSync
 from parley.server.auth import AccessControl, RateLimitHeaders
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
 from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
 from parley.server.routes import admin, feedback, openai, service, stats, web
+from parley.server.routes import profiles as profiles_routes
 from parley.store.adapters import AdapterRepository
 from parley.store.completions import CompletionRepository
 from parley.store.db import Database
@@ -50,6 +54,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     adapters = AdapterRepository(db)
     adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds)
     metrics = Metrics()
+    profiles = Profiles(settings.profiles_path(), check_model=lambda name: _check_model(registry, name))
+    feedback_repo = FeedbackRepository(db)
+    tuner = Tuner(feedback_repo if settings.completion_log else None, explore=settings.params_explore)
     tracer = None
     if settings.otlp_endpoint:
         from parley.observability.tracing import TurnTracer
@@ -60,7 +67,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = None if engine is not None else asyncio.create_task(registry.load(settings.engine_specs()))
         guard_loader = asyncio.create_task(guards.load())
+        if uses_grammar(settings, profiles):  # the spelling dictionary takes a second: not on a request
+            from parley.pipeline.postprocess.grammar_spelling import preload
+
+            asyncio.get_running_loop().run_in_executor(None, preload)
         syncing = asyncio.create_task(adapter_sync.run())
+        tuning = asyncio.create_task(tuner.run())
         if completion_log is not None:
             completion_log.start()
         metrics_server = None
@@ -72,6 +84,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             yield
         finally:
             syncing.cancel()
+            tuning.cancel()
             if metrics_server is not None:
                 metrics_server.shutdown()
             if tracer is not None:
@@ -94,7 +107,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.guards = guards
-    pipeline = Pipeline(registry.resolve, settings, guards.get)
+    pipeline = Pipeline(registry.resolve, settings, guards.get, profiles=profiles, tuner=tuner)
     access = AccessControl(KeyRepository(db), buckets)
     pipeline.turn_end.add(access.charge_turn)
     if completion_log is not None:
@@ -109,9 +122,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.access = access
     app.state.completions = completions
     app.state.completion_log = completion_log
-    app.state.feedback = FeedbackRepository(db)
+    app.state.feedback = feedback_repo
+    app.state.tuner = tuner
     app.state.adapters = adapters
     app.state.adapter_sync = adapter_sync
+    app.state.profiles = profiles
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -122,6 +137,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(feedback.router)
     app.include_router(stats.router)
+    app.include_router(profiles_routes.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files, name="static")
     return app
+
+
+def _check_model(registry: EngineRegistry, name: str) -> None:
+    """A profile may name only a model or adapter that is served."""
+    try:
+        registry.resolve(name)
+    except ParleyError as exc:
+        raise ProfileError(f"model: {exc.message}") from exc
+
+
+def uses_grammar(settings: Settings, profiles: Profiles) -> bool:
+    return "grammar" in (settings.postprocess_steps or []) or any("grammar" in (p.steps or []) for p in profiles.all())

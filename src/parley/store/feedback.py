@@ -113,6 +113,14 @@ class FeedbackRepository:
         with self.db.session() as s:
             return [{"feedback": public(fb), "completion": as_dict(c)} for fb, c in s.execute(q.limit(limit))]
 
+    def profile_ratings(self) -> Iterator[tuple[str, dict[str, Any], str]]:
+        """(profile, logged parameters, rating) of every rating of a turn that used a profile."""
+        q = (select(CompletionRow.profile, CompletionRow.params, FeedbackRow.rating)
+             .join(CompletionRow, FeedbackRow.completion_id == CompletionRow.id)
+             .where(CompletionRow.profile.is_not(None)))  # fmt: skip
+        with self.db.session() as s:
+            yield from ((p, params, r) for p, params, r in s.execute(q))
+
     def rated_completions(self, f: FeedbackFilter | None = None) -> Iterator[RatedCompletion]:
         """Each rated completion (as logged) with all its ratings, oldest first: what datasets are made of."""
         from parley.store.completions import as_dict

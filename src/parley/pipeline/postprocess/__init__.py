@@ -8,7 +8,16 @@ place there is its place in the default order).
 from __future__ import annotations
 
 from parley.pipeline.postprocess.stage import PostprocessStage
-from parley.pipeline.postprocess.steps import Fences, Html, LeakedTokens, OutputGuard, Repetition, Truncation
+from parley.pipeline.postprocess.steps import (
+    Fences,
+    Format,
+    Grammar,
+    Html,
+    LeakedTokens,
+    OutputGuard,
+    Repetition,
+    Truncation,
+)
 from parley.pipeline.stage import FilterStep
 
 POSTPROCESS: dict[str, FilterStep] = {
@@ -18,6 +27,8 @@ POSTPROCESS: dict[str, FilterStep] = {
     "repetition": Repetition(),
     "truncation": Truncation(),
     "fences": Fences(),
+    "grammar": Grammar(),
+    "format": Format(),
 }
 
 __all__ = ["POSTPROCESS", "PostprocessStage"]

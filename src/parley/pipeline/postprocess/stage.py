@@ -9,10 +9,10 @@ engine is told to stop (not cancelled: the answer is complete), and the stage cl
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from parley.pipeline.context import TurnContext
-from parley.pipeline.stage import FilterStep, TextFilter, aclose
+from parley.pipeline.stage import FilterStep, TextFilter, aclose, select
 from parley.pipeline.turn import Delta, Turn
 
 
@@ -45,11 +45,25 @@ class TimedFilters:
 class PostprocessStage:
     name = "postprocess"
 
-    def __init__(self, steps: list[FilterStep]) -> None:
+    def __init__(self, steps: list[FilterStep], catalogue: Mapping[str, FilterStep] | None = None) -> None:
         self.steps = steps
+        self.catalogue = catalogue or {s.name: s for s in steps}
+
+    def steps_for(self, turn: Turn) -> list[FilterStep]:
+        """The server's steps, or the profile's list; a profile's answer is formatted (step `format`, at the
+        end unless the list places it) whichever list applies. A refusal decided before the model is the
+        server's own text: nothing to clean or guard."""
+        if turn.guard.refusal is not None:
+            return []
+        if turn.profile is None:
+            return self.steps
+        names = turn.profile.steps if turn.profile.steps is not None else [s.name for s in self.steps]
+        if "format" in self.catalogue and "format" not in names:
+            names = [*names, "format"]
+        return select(names, self.catalogue, self.name)
 
     async def process(self, turn: Turn, ctx: TurnContext, upstream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
-        applied = [s for s in self.steps if s.applies(turn, ctx)]
+        applied = [s for s in self.steps_for(turn) if s.applies(turn, ctx)]
         filters = TimedFilters([s.build(turn, ctx) for s in applied])
         budget = turn.params.max_tokens if turn.params else 0
         used, reason, stopper = 0, None, None

@@ -86,3 +86,44 @@ class Fences(BaseStep):
 
     def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
         return FenceCloser()
+
+
+class Format(BaseStep):
+    """The profile's output format (formats.py); a request without a profile is left as the model wrote it."""
+
+    name = "format"
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        profile = turn.profile
+        if profile is None or turn.kind != "chat" or not shapes_prose(turn):
+            return False
+        return profile.format in ("docs", "plain") or (profile.format == "chat" and profile.max_paragraphs is not None)
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        from parley.pipeline.postprocess.formats import ChatFormatter, DocsFormatter, PlainFormatter
+
+        profile = turn.profile
+        assert profile is not None
+        if profile.format == "docs":
+            question = next((m.content for m in reversed(turn.messages) if m.role == "user"), "")
+            return DocsFormatter(question)
+        if profile.format == "plain":
+            return PlainFormatter()
+        assert profile.max_paragraphs is not None
+        return ChatFormatter(profile.max_paragraphs)
+
+
+class Grammar(BaseStep):
+    """Spelling, doubled words, spacing and punctuation (grammar.py); only where a profile or the settings
+    name it."""
+
+    name = "grammar"
+    default = False
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return shapes_prose(turn)
+
+    def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
+        from parley.pipeline.postprocess.grammar import GrammarPass
+
+        return GrammarPass()

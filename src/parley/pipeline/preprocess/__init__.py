@@ -10,11 +10,13 @@ from __future__ import annotations
 from parley.pipeline.preprocess.guard_input import GuardInput
 from parley.pipeline.preprocess.limits import Limits
 from parley.pipeline.preprocess.normalize import Normalize
+from parley.pipeline.preprocess.profile import ProfileStep
 from parley.pipeline.preprocess.render import Render
 from parley.pipeline.preprocess.response_format import ResponseFormat
 from parley.pipeline.stage import TurnStep
 
 PREPROCESS: dict[str, TurnStep] = {
+    "profile": ProfileStep(),
     "normalize": Normalize(),
     "guard_input": GuardInput(),
     "response_format": ResponseFormat(),

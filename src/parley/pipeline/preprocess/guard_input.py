@@ -42,9 +42,10 @@ class GuardInput(BaseStep):
         turn.note(self.name, verdicts=verdicts)
         output_policy = guards.output_policy(ctx.key_policy)
         question = next((m.content for m in reversed(turn.messages) if m.role == "user"), "")
-        if "off_topic" in output_policy.actions and (off := guards.off_topic(question)):
+        topic = (turn.profile.topic if turn.profile is not None else None) or guards.topic
+        if "off_topic" in output_policy.actions and (off := guards.off_topic(question, topic)):
             turn.guard.refusal = off[1]
-            turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": guards.topic,
+            turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": topic,
                                             "action": output_policy.actions["off_topic"]})
         system = next((m for m in turn.messages if m.role == "system"), None)
         if system is not None and "leak" in output_policy.actions:

@@ -52,6 +52,8 @@ async def rate(body: FeedbackCreate, request: Request) -> JSONResponse:
         correction=body.correction, comment=body.comment, tags=body.tags,
     )  # fmt: skip
     request.app.state.metrics.rated(rating)
+    if completion.get("profile"):
+        request.app.state.tuner.rated()
     return JSONResponse(row, status_code=201 if created else 200)
 
 

@@ -28,6 +28,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 413, 503)
 }
 TRACE_HEADER = "x-parley-trace"
+PROFILE_HEADER = "x-parley-profile"
 
 
 def wants_trace(request: Request) -> bool:
@@ -45,7 +46,9 @@ async def respond(request: Request, turn: Turn) -> Response:
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     """Chat completion, whole or streamed (SSE). Header `X-Parley-Trace: 1` adds the stage trace."""
-    return await respond(request, Turn(kind="chat", request=body, want_trace=wants_trace(request)))
+    turn = Turn(kind="chat", request=body, want_trace=wants_trace(request))
+    turn.profile_name = request.headers.get(PROFILE_HEADER)
+    return await respond(request, turn)
 
 
 @router.post("/v1/completions", response_model=Completion, responses=ERRORS)

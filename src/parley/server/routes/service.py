@@ -76,6 +76,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
         turn = Turn(kind="completion", request=CompletionRequest(**fields))
     else:
         raise InvalidRequest("Give `prompt` or `messages`.", param="prompt")
+    turn.profile_name = request.headers.get("x-parley-profile")
     ctx = await pipeline.prepare(turn, key=getattr(request.state, "api_key", None), until="render")
     if not turn.prompt_tokens and turn.kind == "chat":
         raise InvalidRequest(f"The model `{turn.model}` applies its own template: it cannot tokenize here.")

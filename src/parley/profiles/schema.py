@@ -1,0 +1,144 @@
+"""A profile: a named use case. What the model is told (a sandboxed Jinja2 system prompt, few-shot examples),
+how it samples, what form the answer takes, which post-processing steps and guard policies apply, what topic
+it is kept to, and which model or adapter serves it. Validated whole before it is used or stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+Format = Literal["chat", "docs", "plain", "json"]
+FORMATS: tuple[str, ...] = ("chat", "docs", "plain", "json")
+
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise ValueError("a profile name is 1-64 characters: lowercase letters, digits, '_', '-', '.'")
+    return name
+
+
+class Example(BaseModel):
+    """A few-shot pair: put before the conversation as a user message and the answer wanted."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1)
+    assistant: str = Field(min_length=1)
+
+
+class ProfileParams(BaseModel):
+    """Default sampling parameters: used where the request leaves a parameter unset."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    description: str = ""
+    system_prompt: str = Field("", description="a Jinja2 template (sandboxed); see docs/profiles.md")
+    variables: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    examples: list[Example] = Field(default_factory=list)
+    params: ProfileParams = Field(default_factory=ProfileParams)
+    adaptive: bool = Field(False, description="let ratings choose the parameters the request leaves unset")
+    format: Format = "chat"
+    json_schema: dict[str, Any] | None = Field(None, description="format json: the schema the answer must match")
+    max_paragraphs: int | None = Field(None, ge=1, description="format chat: end the answer after this many")
+    steps: list[str] | None = Field(None, description="post-processing steps; default: the server's")
+    guard_policy: str = Field("", description="overrides of the guard policy, e.g. 'pii=flag,off_topic=block'")
+    topic: str | None = Field(None, description="questions off this topic get a polite refusal")
+    model: str | None = Field(None, description="the model or adapter; default: the one the request names")
+    builtin: bool = Field(False, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v) if v else v
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            _env.parse(v)
+        except TemplateError as exc:
+            raise ValueError(f"system_prompt is not a valid template: {exc}") from exc
+        return v
+
+    @field_validator("guard_policy")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        from parley.guards.base import Policy
+
+        Policy.parse(v)  # raises ValueError naming the bad item
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from parley.pipeline.postprocess import POSTPROCESS
+
+        unknown = [s for s in v if s not in POSTPROCESS]
+        if unknown:
+            there = ", ".join(POSTPROCESS)
+            raise ValueError(f"unknown post-processing step(s) {', '.join(unknown)}; there are: {there}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.json_schema is not None:
+            if self.format != "json":
+                raise ValueError("json_schema needs format = 'json'")
+            self.grammar()  # raises ValueError when the schema is invalid or cannot be enforced
+        self.render_system_prompt(metadata={}, model="model")  # every variable it uses must be defined
+        return self
+
+    def grammar(self) -> str:
+        """The GBNF grammar that constrains a `json` answer."""
+        from jsonschema import Draft202012Validator, SchemaError
+        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+        if self.json_schema is None:
+            return JSON_GBNF
+        try:
+            Draft202012Validator.check_schema(self.json_schema)
+            return json_schema_to_gbnf(json.dumps(self.json_schema))
+        except SchemaError as exc:
+            raise ValueError(f"json_schema is not a valid JSON schema: {exc.message}") from exc
+        except (KeyError, TypeError, NotImplementedError, RecursionError) as exc:
+            raise ValueError(f"json_schema cannot be enforced: {exc}") from exc
+
+    def render_system_prompt(self, *, metadata: dict[str, Any], model: str) -> str:
+        """The system prompt for one request. Variables: the profile's `variables`, `profile`, `model`,
+        `topic`, `date` (ISO), `metadata` (the request's `metadata` object; use `metadata.get('k', '')`)."""
+        if not self.system_prompt:
+            return ""
+        now = dt.datetime.now(dt.UTC)
+        context = {"profile": self.name, "model": model, "topic": self.topic or "", "date": now.date().isoformat(),
+                   "metadata": dict(metadata), **self.variables}  # fmt: skip
+        try:
+            return _env.from_string(self.system_prompt).render(context).strip()
+        except TemplateError as exc:  # an undefined variable, or what the sandbox refused
+            raise ValueError(f"system_prompt cannot be rendered: {exc}") from exc
+
+    def public(self) -> dict[str, Any]:
+        """As the API shows it."""
+        return {"object": "profile", **self.model_dump(mode="json", exclude_none=True), "builtin": self.builtin}
