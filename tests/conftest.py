@@ -66,6 +66,14 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, timeo
     raise RuntimeError(f"server not ready after {timeout}s:\n{server.logs()}")
 
 
+def admin_and_chat_keys(server: Server) -> tuple[str, str]:
+    """On a server with no keys yet: the first key (admin, made from loopback), then a chat key it makes."""
+    admin = httpx.post(server.url + "/admin/keys", json={"name": "ops", "scopes": ["admin"]}).json()["key"]
+    chat = httpx.post(server.url + "/admin/keys", json={"name": "app", "scopes": ["chat"]},
+                      headers={"Authorization": f"Bearer {admin}"}).json()["key"]  # fmt: skip
+    return admin, chat
+
+
 def stop_server(server: Server) -> None:
     server.proc.terminate()
     try:

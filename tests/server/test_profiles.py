@@ -17,7 +17,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.conftest import MODEL, start_server, stop_server
+from tests.conftest import MODEL, admin_and_chat_keys, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -209,12 +209,7 @@ def test_replacing_a_builtin_and_deleting_the_replacement_restores_it(api):
 def test_profiles_need_the_admin_scope(tmp_path):
     srv = start_server(tmp_path, "--slots", "1", "--ctx", "512")
     try:
-        admin = httpx.post(srv.url + "/admin/keys", json={"name": "ops", "scopes": ["admin"]}).json()["key"]
-        chat = httpx.post(
-            srv.url + "/admin/keys",
-            json={"name": "app", "scopes": ["chat"]},
-            headers={"Authorization": f"Bearer {admin}"},
-        ).json()["key"]
+        admin, chat = admin_and_chat_keys(srv)
         assert httpx.get(srv.url + "/v1/profiles").status_code == 401
         assert httpx.get(srv.url + "/v1/profiles", headers={"Authorization": f"Bearer {chat}"}).status_code == 403
         put = httpx.put(srv.url + "/v1/profiles/x", json={}, headers={"Authorization": f"Bearer {chat}"})

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
-from tests.conftest import MODEL, start_server, stop_server
+from tests.conftest import MODEL, admin_and_chat_keys, start_server, stop_server
 from tests.web.conftest import axe_violations
 
 CHARTS = ["requests", "latency", "ttft", "tokens", "feedback", "guards", "adapters"]
@@ -82,12 +80,7 @@ def test_the_dashboard_asks_for_an_admin_key(page, tmp_path, page_errors):
     """With keys, the page asks for one, says why a chat key is not enough, and loads with an admin key."""
     srv = start_server(tmp_path, "--slots", "1", "--ctx", "512")
     try:
-        admin = httpx.post(srv.url + "/admin/keys", json={"name": "ops", "scopes": ["admin"]}).json()["key"]
-        chat = httpx.post(
-            srv.url + "/admin/keys",
-            json={"name": "app", "scopes": ["chat"]},
-            headers={"Authorization": f"Bearer {admin}"},
-        ).json()["key"]
+        admin, chat = admin_and_chat_keys(srv)
         page.goto(srv.url + "/dashboard")
         page.locator("#key-form").wait_for()
         assert "admin API key" in page.locator("#key-reason").inner_text()
