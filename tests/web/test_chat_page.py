@@ -26,9 +26,8 @@ LAST_ANSWER = "#message-list .msg-assistant >> nth=-1"
 def expected_failures(page, page_errors) -> set[str]:
     """URL endings whose failed requests a test expects. Chromium logs every failed fetch as a console error
     ("Failed to load resource"), which a page cannot prevent; those for these URLs are taken out of the errors
-    that fail the test. Always expected: `GET /v1/profiles`, which answers 404 until the server has profiles
-    (the picker then quietly offers only the default)."""
-    suffixes = {"/v1/profiles"}
+    that fail the test."""
+    suffixes: set[str] = set()
     seen: list[str] = []
 
     def on_console(message) -> None:
@@ -463,7 +462,7 @@ def test_errors_show_the_servers_message_and_a_401_asks_for_a_key(page, server, 
     assert wait_answered(page, 1, replacing=failed)["status"] == "done"
 
 
-def test_pickers_list_adapters_and_profiles_and_requests_carry_the_choices(page, server):
+def test_pickers_list_adapters_and_profiles_and_requests_carry_the_choices(page, server, http):
     def with_adapter(route) -> None:
         response = route.fetch()
         data = response.json()
@@ -472,14 +471,12 @@ def test_pickers_list_adapters_and_profiles_and_requests_carry_the_choices(page,
         )
         route.fulfill(response=response, json=data)
 
-    # The profiles route is the next issue's: its contract, answered here.
     page.route("**/v1/models", with_adapter)
-    page.route(
-        "**/v1/profiles",
-        lambda route: route.fulfill(
-            json={"data": [{"name": "concise", "description": "Short answers"}, {"name": "careful"}]}
-        ),
-    )
+    for name, description in (("concise", "Short answers"), ("careful", "")):
+        put = http.put(f"/v1/profiles/{name}", json={"description": description, "system_prompt": "Be brief."})
+        assert put.status_code in (200, 201), put.text
+    listed = [p["name"] for p in http.get("/v1/profiles").json()["data"]]
+    assert {"concise", "careful", "chat"} <= set(listed)
     requests = []
     page.on("request", lambda r: requests.append(r) if r.url.endswith("/v1/chat/completions") else None)
     open_chat(page, server, max_tokens=8)
@@ -489,11 +486,7 @@ def test_pickers_list_adapters_and_profiles_and_requests_carry_the_choices(page,
         "s => [...s.querySelectorAll('optgroup')].map(g => [g.label, [...g.children].map(o => o.value)])",
     )
     assert groups == [[MODEL, [MODEL, "support-lora"]]]
-    assert page.eval_on_selector_all("#profile-select option", "os => os.map(o => o.textContent)") == [
-        "default",
-        "concise",
-        "careful",
-    ]
+    assert page.eval_on_selector_all("#profile-select option", "os => os.map(o => o.value)") == ["", *listed]
 
     page.click("#settings-open")
     page.fill("#system-prompt", "You are terse.")
@@ -501,6 +494,7 @@ def test_pickers_list_adapters_and_profiles_and_requests_carry_the_choices(page,
     page.select_option("#profile-select", "concise")
     send(page, "Hi.")
     first = wait_answered(page, 1)
+    assert first["status"] == "done"
     sent = requests[-1]
     assert sent.headers.get("x-parley-profile") == "concise" and "authorization" not in sent.headers
     body = sent.post_data_json
@@ -511,6 +505,8 @@ def test_pickers_list_adapters_and_profiles_and_requests_carry_the_choices(page,
     page.locator(LAST_ANSWER).locator("[data-action=regenerate]").click()
     wait_answered(page, 1, replacing=first["id"])
     assert "x-parley-profile" not in requests[-1].headers
+    for name in ("concise", "careful"):
+        http.delete(f"/v1/profiles/{name}")
 
 
 def small_conversation(cid: str, title: str, question: str, answers: list[str]) -> dict:

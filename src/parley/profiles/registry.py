@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,12 @@ def describe(exc: ValidationError) -> str:
 
 
 class Profiles:
-    def __init__(self, path: Path, check_model: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, path: Path, check_model: Callable[[str], None] | None = None, steps: Collection[str] | None = None
+    ) -> None:
         self.path = path
         self.check_model = check_model  # raises for a model name that no engine serves
+        self.steps = steps  # the post-processing steps there are (None: not checked)
         self.error: str | None = None
         self._lock = threading.Lock()
         self._file: dict[str, Profile] = {}
@@ -116,6 +119,11 @@ class Profiles:
             raise ProfileError(f"profile {name!r}: {describe(exc)}") from exc
         except ValueError as exc:
             raise ProfileError(f"profile {name!r}: {exc}") from exc
+        unknown = [s for s in profile.steps or [] if self.steps is not None and s not in self.steps]
+        if unknown:
+            there = ", ".join(self.steps or [])
+            raise ProfileError(f"profile {name!r}: steps: unknown post-processing step(s) {', '.join(unknown)}; "
+                               f"there are: {there}")  # fmt: skip
         if check_model and profile.model and self.check_model is not None:
             self.check_model(profile.model)
         return profile

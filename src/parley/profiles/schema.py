@@ -89,19 +89,6 @@ class Profile(BaseModel):
         Policy.parse(v)  # raises ValueError naming the bad item
         return v
 
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        from parley.pipeline.postprocess import POSTPROCESS
-
-        unknown = [s for s in v if s not in POSTPROCESS]
-        if unknown:
-            there = ", ".join(POSTPROCESS)
-            raise ValueError(f"unknown post-processing step(s) {', '.join(unknown)}; there are: {there}")
-        return v
-
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         if self.json_schema is not None:

@@ -19,6 +19,7 @@ from parley.guards.service import GuardsHolder
 from parley.observability.logs import RequestContext, log_turn
 from parley.observability.metrics import HttpMetrics, Metrics
 from parley.params.tuner import Tuner
+from parley.pipeline.postprocess import POSTPROCESS
 from parley.pipeline.runner import Pipeline
 from parley.profiles import ProfileError, Profiles
 from parley.server.adapter_sync import AdapterSync
@@ -54,7 +55,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     adapters = AdapterRepository(db)
     adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds)
     metrics = Metrics()
-    profiles = Profiles(settings.profiles_path(), check_model=lambda name: _check_model(registry, name))
+    profiles = Profiles(settings.profiles_path(), check_model=lambda name: _check_model(registry, name),
+                        steps=list(POSTPROCESS))  # fmt: skip
     feedback_repo = FeedbackRepository(db)
     tuner = Tuner(feedback_repo if settings.completion_log else None, explore=settings.params_explore)
     tracer = None

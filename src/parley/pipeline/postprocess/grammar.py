@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import parley.pipeline.postprocess.grammar_spelling as grammar_spelling
 from parley.markdown import FenceTracker, undecided
-from parley.pipeline.postprocess import grammar_spelling
 from parley.pipeline.postprocess.grammar_rules import MASK, TAG_MASK, Change, fix, prose_piece, vocabulary
 
 HOLD_LIMIT = 400  # characters of one sentence held back, at most

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from parley.pipeline.postprocess import grammar_spelling
+import parley.pipeline.postprocess.grammar_spelling as grammar_spelling
 from parley.pipeline.postprocess.grammar_spelling import word_set
 
 MASK = "\ue000"  # stands for a protected span that is part of the text around it (code, a URL)
