@@ -28,7 +28,8 @@ TITLE_MAX = 80
 
 class LineFilter:
     """A filter that sees whole lines: `line(text, code)` gets each line without its newline and whether it
-    is inside (or is) a fence, and returns what to emit in its place (None: drop the line)."""
+    is inside (or is) a fence, and returns what to emit in its place (None: drop the line). `fence_line` says
+    whether that line opened or closed a fence."""
 
     name = "format"
 
@@ -36,6 +37,7 @@ class LineFilter:
         self.stop = False
         self._partial = ""
         self._fences = FenceTracker()
+        self.fence_line = False
         self.changes: list[str] = []
 
     def line(self, text: str, code: bool) -> str | None:
@@ -49,7 +51,7 @@ class LineFilter:
         for line in complete:
             if self.stop:
                 break
-            shown = self.line(line, self._fences.feed(line))
+            shown = self.line(line, self._track(line))
             if shown is not None:
                 out.append(shown + "\n")
         return "".join(out)
@@ -58,8 +60,14 @@ class LineFilter:
         tail, self._partial = self._partial, ""
         if not tail or self.stop:
             return ""
-        shown = self.line(tail, self._fences.feed(tail))
+        shown = self.line(tail, self._track(tail))
         return shown or ""
+
+    def _track(self, line: str) -> bool:
+        was_open = self._fences.open is not None
+        code = self._fences.feed(line)
+        self.fence_line = code and (self._fences.open is not None) != was_open
+        return code
 
     def report(self) -> dict[str, Any]:
         return {"changes": self.changes[:20], "changed": len(self.changes)}
@@ -188,7 +196,7 @@ def _link(m: re.Match[str]) -> str:
 class PlainFormatter(LineFilter):
     def line(self, text: str, code: bool) -> str | None:
         if code:
-            if self._fences.open is None or (text.lstrip().startswith(("```", "~~~")) and self._is_fence(text)):
+            if self.fence_line:
                 self.changes.append("fence removed")
                 return None
             return text
@@ -204,12 +212,6 @@ class PlainFormatter(LineFilter):
         if text != original:
             self.changes.append("markdown removed")
         return text
-
-    @staticmethod
-    def _is_fence(text: str) -> bool:
-        from parley.markdown import fence_opened_by
-
-        return fence_opened_by(text) is not None or bool(re.fullmatch(r"\s{0,3}(`{3,}|~{3,})\s*", text))
 
     @staticmethod
     def _inline(text: str) -> str:

@@ -15,6 +15,7 @@ from parley.pipeline.runner import Pipeline
 from parley.pipeline.turn import Turn
 from parley.protocol.openai import Body, ChatCompletionRequest, ChatMessage, CompletionRequest, ResponseFormat
 from parley.server.auth import Access
+from parley.server.routes.openai import PROFILE_HEADER
 
 router = APIRouter(tags=["Service"])
 
@@ -76,7 +77,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
         turn = Turn(kind="completion", request=CompletionRequest(**fields))
     else:
         raise InvalidRequest("Give `prompt` or `messages`.", param="prompt")
-    turn.profile_name = request.headers.get("x-parley-profile")
+    turn.profile_name = request.headers.get(PROFILE_HEADER)
     ctx = await pipeline.prepare(turn, key=getattr(request.state, "api_key", None), until="render")
     if not turn.prompt_tokens and turn.kind == "chat":
         raise InvalidRequest(f"The model `{turn.model}` applies its own template: it cannot tokenize here.")
