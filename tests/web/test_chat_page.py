@@ -170,6 +170,10 @@ def test_regenerate_and_edit_create_branches_to_move_between(page, server, clien
 
     user = "#message-list .msg-user >> nth=-1"
     page.locator(user).locator("[data-action=edit]").click()
+    page.locator(user).locator(".edit-form textarea").press("Escape")  # cancels: nothing sent
+    expect(page.locator(user).locator(".edit-form")).to_have_count(0)
+    expect(page.locator(user).locator(".msg-body")).to_be_visible()
+    page.locator(user).locator("[data-action=edit]").click()
     page.locator(user).locator(".edit-form textarea").fill("Name a fruit.")
     page.locator(user).locator(".edit-form textarea").press("Enter")
     edited = wait_answered(page, 1, replacing=first["id"])
@@ -202,6 +206,10 @@ def test_thumbs_down_with_a_correction_reaches_the_feedback_store(page, server, 
     )
     assert message.locator("[data-action=rate-down]").get_attribute("aria-pressed") == "true"
     correction = "The capital of France is Paris."
+    message.locator("[data-action=suggest]").click()
+    message.locator(".suggest-form textarea").press("Escape")  # closes the form, focus back on its button
+    expect(message.locator(".suggest-form")).to_have_count(0)
+    expect(message.locator("[data-action=suggest]")).to_be_focused()
     message.locator("[data-action=suggest]").click()
     message.locator(".suggest-form textarea").fill(correction)
     message.locator(".suggest-form button[type=submit]").click()

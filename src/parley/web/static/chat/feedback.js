@@ -5,7 +5,7 @@
  */
 
 import { sendFeedback } from '../common/api.js';
-import { element } from '../common/dom.js';
+import { element, textareaForm } from '../common/dom.js';
 
 export class Feedback {
     /** `view`: the MessageList; `onSaved(message)`: the message's feedback changed (to store it). */
@@ -40,33 +40,22 @@ export class Feedback {
             toggle.setAttribute('aria-expanded', 'false');
             return;
         }
-        const form = element('form', 'suggest-form');
+        const { form, area, submit } = textareaForm({
+            className: 'suggest-form', buttonsClass: 'form-buttons', submitText: 'Send suggestion',
+            onCancel: () => close(),
+        });
         form.id = `suggest-${message.id}`;
         const label = element('label', '', 'Suggest a better answer');
         label.htmlFor = `suggest-text-${message.id}`;
-        const area = element('textarea');
         area.id = label.htmlFor;
         area.rows = 4;
         area.value = message.feedback?.correction ?? '';
-        const buttons = element('div', 'form-buttons');
-        const submit = element('button', 'primary', 'Send suggestion');
-        submit.type = 'submit';
-        const cancel = element('button', '', 'Cancel');
-        cancel.type = 'button';
-        buttons.append(submit, cancel);
-        form.append(label, area, buttons);
+        form.prepend(label);
         const close = () => {
             form.remove();
             toggle.setAttribute('aria-expanded', 'false');
             toggle.focus();
         };
-        cancel.addEventListener('click', close);
-        area.addEventListener('keydown', (event) => {
-            if (event.key === 'Escape') {
-                event.stopPropagation();
-                close();
-            }
-        });
         form.addEventListener('submit', async (event) => {
             event.preventDefault();
             const text = area.value.trim();

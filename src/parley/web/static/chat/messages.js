@@ -13,7 +13,7 @@
  * Buttons carry `data-action`; one click listener hands them to `onAction(action, messageId, button)`.
  */
 
-import { element } from '../common/dom.js';
+import { element, textareaForm } from '../common/dom.js';
 import { renderDraft, renderMarkdown } from './render.js';
 
 const ROLE_LABEL = { user: 'You', assistant: 'Assistant', system: 'System' };
@@ -157,30 +157,19 @@ export class MessageList {
         const message = this.conversation.get(id);
         if (!el || el.querySelector('.edit-form')) return;
         const body = el.querySelector('.msg-body');
-        const form = element('form', 'edit-form');
-        const area = element('textarea');
+        const { form, area } = textareaForm({
+            className: 'edit-form', buttonsClass: 'edit-buttons', submitText: 'Send', onCancel: () => close(),
+        });
         area.value = message.content;
         area.rows = Math.min(12, message.content.split('\n').length + 1);
         area.setAttribute('aria-label', 'Edit message');
-        const row = element('div', 'edit-buttons');
-        const sendButton = element('button', 'primary', 'Send');
-        sendButton.type = 'submit';
-        const cancel = element('button', '', 'Cancel');
-        cancel.type = 'button';
-        row.append(sendButton, cancel);
-        form.append(area, row);
         const close = () => {
             form.remove();
             body.hidden = false;
             this.focusAction(id, 'edit');
         };
-        cancel.addEventListener('click', close);
         area.addEventListener('keydown', (event) => {
-            if (event.key === 'Escape') {
-                event.preventDefault();
-                event.stopPropagation();
-                close();
-            } else if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+            if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
                 event.preventDefault();
                 form.requestSubmit();
             }
