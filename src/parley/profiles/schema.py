@@ -5,13 +5,14 @@ it is kept to, and which model or adapter serves it. Validated whole before it i
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Any, Literal
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from parley.schema_grammar import SchemaInvalid, SchemaUnenforceable, schema_grammar
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 Format = Literal["chat", "docs", "plain", "json"]
@@ -66,6 +67,7 @@ class Profile(BaseModel):
     topic: str | None = Field(None, description="questions off this topic get a polite refusal")
     model: str | None = Field(None, description="the model or adapter; default: the one the request names")
     builtin: bool = Field(False, exclude=True)
+    _grammar: str | None = PrivateAttr(None)
 
     @field_validator("name")
     @classmethod
@@ -94,24 +96,20 @@ class Profile(BaseModel):
         if self.json_schema is not None:
             if self.format != "json":
                 raise ValueError("json_schema needs format = 'json'")
-            self.grammar()  # raises ValueError when the schema is invalid or cannot be enforced
+            try:
+                self._grammar = schema_grammar(self.json_schema)  # compiled once, not per request
+            except SchemaInvalid as exc:
+                raise ValueError(f"json_schema is not a valid JSON schema: {exc}") from exc
+            except SchemaUnenforceable as exc:
+                raise ValueError(f"json_schema cannot be enforced: {exc}") from exc
         self.render_system_prompt(metadata={}, model="model")  # every variable it uses must be defined
         return self
 
     def grammar(self) -> str:
         """The GBNF grammar that constrains a `json` answer."""
-        from jsonschema import Draft202012Validator, SchemaError
-        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+        from llama_cpp.llama_grammar import JSON_GBNF
 
-        if self.json_schema is None:
-            return JSON_GBNF
-        try:
-            Draft202012Validator.check_schema(self.json_schema)
-            return json_schema_to_gbnf(json.dumps(self.json_schema))
-        except SchemaError as exc:
-            raise ValueError(f"json_schema is not a valid JSON schema: {exc.message}") from exc
-        except (KeyError, TypeError, NotImplementedError, RecursionError) as exc:
-            raise ValueError(f"json_schema cannot be enforced: {exc}") from exc
+        return self._grammar or JSON_GBNF
 
     def render_system_prompt(self, *, metadata: dict[str, Any], model: str) -> str:
         """The system prompt for one request. Variables: the profile's `variables`, `profile`, `model`,

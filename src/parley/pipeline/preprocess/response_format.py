@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 
-from jsonschema import Draft202012Validator, SchemaError
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+from llama_cpp.llama_grammar import JSON_GBNF
 
 from parley.errors import InvalidRequest
 from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest
+from parley.schema_grammar import SchemaInvalid, SchemaUnenforceable, schema_grammar
 
 JSON_INSTRUCTION = "Respond only with a JSON object."
 
@@ -44,11 +44,10 @@ class ResponseFormat(BaseStep):
                 raise InvalidRequest("json_schema.schema is required.", param="response_format.json_schema")
             schema = fmt.json_schema.schema_
             try:
-                Draft202012Validator.check_schema(schema)
-                turn.grammar = json_schema_to_gbnf(json.dumps(schema))
-            except SchemaError as exc:
-                raise InvalidRequest(f"Invalid JSON schema: {exc.message}", param="response_format") from exc
-            except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError) as exc:
+                turn.grammar = schema_grammar(schema)
+            except SchemaInvalid as exc:
+                raise InvalidRequest(f"Invalid JSON schema: {exc}", param="response_format") from exc
+            except SchemaUnenforceable as exc:
                 raise InvalidRequest(f"This JSON schema cannot be enforced: {exc}", param="response_format") from exc
             turn.json_schema = schema
             instruction += " It must match this JSON schema: " + json.dumps(schema, separators=(",", ":"))
