@@ -4,11 +4,9 @@ profile constrains the answer to its schema when the request asks for no format 
 
 from __future__ import annotations
 
-import json
-
 from parley.errors import InvalidRequest
 from parley.pipeline.context import TurnContext
-from parley.pipeline.preprocess.response_format import JSON_INSTRUCTION
+from parley.pipeline.preprocess.response_format import json_instruction
 from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest
@@ -36,11 +34,7 @@ class ProfileStep(BaseStep):
             turn.grammar = profile.grammar()
             turn.response_format = "json_schema" if profile.json_schema else "json_object"
             turn.json_schema = profile.json_schema
-            instruction = JSON_INSTRUCTION
-            if profile.json_schema:
-                instruction += " It must match this JSON schema: " + json.dumps(profile.json_schema,
-                                                                                 separators=(",", ":"))  # fmt: skip
-            system = f"{system}\n\n{instruction}".strip()
+            system = f"{system}\n\n{json_instruction(profile.json_schema)}".strip()
         examples = [Message(role, text) for ex in profile.examples
                     for role, text in (("user", ex.user), ("assistant", ex.assistant))]  # fmt: skip
         first_system = bool(turn.messages) and turn.messages[0].role == "system"

@@ -4,6 +4,7 @@ decoding, and the prompt asked for JSON too (small models follow the grammar bet
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from llama_cpp.llama_grammar import JSON_GBNF
 
@@ -15,6 +16,13 @@ from parley.protocol.openai import ChatCompletionRequest
 from parley.schema_grammar import SchemaInvalid, SchemaUnenforceable, schema_grammar
 
 JSON_INSTRUCTION = "Respond only with a JSON object."
+
+
+def json_instruction(schema: dict[str, Any] | None) -> str:
+    """What the prompt says of a JSON answer (small models follow the grammar better when also asked)."""
+    if schema is None:
+        return JSON_INSTRUCTION
+    return f"{JSON_INSTRUCTION} It must match this JSON schema: " + json.dumps(schema, separators=(",", ":"))
 
 
 class ResponseFormat(BaseStep):
@@ -36,9 +44,8 @@ class ResponseFormat(BaseStep):
                 f"The model `{turn.model}` cannot constrain its output to JSON.", param="response_format"
             )
         turn.response_format = fmt.type
-        instruction = JSON_INSTRUCTION
         if fmt.type == "json_object":
-            turn.grammar = JSON_GBNF
+            turn.grammar, turn.json_schema = JSON_GBNF, None  # the request's format, not a profile's schema
         else:
             if fmt.json_schema is None or not fmt.json_schema.schema_:
                 raise InvalidRequest("json_schema.schema is required.", param="response_format.json_schema")
@@ -50,7 +57,7 @@ class ResponseFormat(BaseStep):
             except SchemaUnenforceable as exc:
                 raise InvalidRequest(f"This JSON schema cannot be enforced: {exc}", param="response_format") from exc
             turn.json_schema = schema
-            instruction += " It must match this JSON schema: " + json.dumps(schema, separators=(",", ":"))
+        instruction = json_instruction(turn.json_schema)
         if turn.messages and turn.messages[0].role == "system":
             turn.messages[0].content = f"{turn.messages[0].content}\n\n{instruction}".strip()
         else:
