@@ -7,11 +7,14 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from parley.cli_feedback import DatabaseOpt, build_examples, settings
+
+if TYPE_CHECKING:
+    from parley.config import Settings
 
 adapters_app = typer.Typer(help="The adapter registry: what every server replica serves.")
 
@@ -24,6 +27,26 @@ def _check_name(name: str) -> str:
     if not re.fullmatch(NAME_PATTERN, name):
         raise typer.BadParameter("letters, digits, '.', '_', '-'; first a letter or digit", param_hint="--name")
     return name
+
+
+def _tune_base(s: Settings, base: str | None, base_gguf: Path | None) -> tuple[str, Path, int]:
+    """The served model an adapter is trained for, the GGUF weights it trains on, and the threads to use. An
+    upstream model (vLLM) has no weights here: `--base-gguf` gives the same model's weights."""
+    from parley.config import LlamaCppSpec
+    from parley.engines.llamacpp.engine import embedded_model_path, model_id
+
+    specs = s.engine_specs()
+    names = [model_id(x) if isinstance(x, LlamaCppSpec) else x.name for x in specs]
+    if base is not None and base not in names:
+        raise typer.BadParameter(f"no served model {base!r}; served: {', '.join(names)}", param_hint="--base")
+    spec = specs[names.index(base)] if base is not None else specs[0]
+    if isinstance(spec, LlamaCppSpec):
+        gguf = base_gguf or (Path(spec.model) if spec.model else embedded_model_path())
+        return model_id(spec), gguf, spec.threads
+    if base_gguf is None:
+        raise typer.BadParameter(f"{spec.name} is served upstream: give its weights with --base-gguf",
+                                 param_hint="--base-gguf")  # fmt: skip
+    return spec.name, base_gguf, s.threads
 
 
 def tune(
@@ -40,13 +63,15 @@ def tune(
     max_tokens: Annotated[int, typer.Option(help="drop examples longer than this")] = 512,
     holdout: Annotated[float, typer.Option(help="share kept out of training for `parley eval`")] = 0.2,
     register: Annotated[bool, typer.Option(help="serve it: add it to the adapter registry")] = True,
+    base: Annotated[str | None, typer.Option(help="the served model it adapts (default: the first engine)")] = None,
+    base_gguf: Annotated[Path | None, typer.Option(help="the base's weights as GGUF, for an upstream base")] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Fine-tune a LoRA adapter on the CPU, write it as PEFT and GGUF, record the run, and register it so every
     running server serves it as model NAME (no restart)."""
     from rich.console import Console
 
-    from parley.engines.llamacpp.engine import embedded_model_path, model_id
+    from parley.server.adapter_sync import announce
     from parley.store.adapters import AdapterRepository
     from parley.store.db import Database
     from parley.store.runs import TuneRunRepository
@@ -63,8 +88,7 @@ def tune(
     if not from_feedback and data is None:
         raise typer.BadParameter("give --from-feedback, --data FILE, or both")
     s = settings(database_url)
-    spec = s.engine_specs()[0]
-    base_gguf = Path(spec.model) if spec.model else embedded_model_path()
+    base_model, base_gguf, threads = _tune_base(s, base, base_gguf)
     examples, report = build_examples(method, s, from_feedback=from_feedback, data=data, max_tokens=max_tokens)
     for line in report.lines():
         console.print(line)
@@ -80,7 +104,7 @@ def tune(
     write_jsonl(out / "heldout.jsonl", held_out)
     cfg = TuneConfig(method=method, rank=rank, alpha=2 * rank, targets=targets, learning_rate=learning_rate,
                      epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_tokens,
-                     threads=spec.threads)  # fmt: skip
+                     threads=threads)  # fmt: skip
     db = Database(s.db_url())
     runs = TuneRunRepository(db)
     summary = {"examples": len(train_set), "held_out": len(held_out), "sources": dict(report.by_source),
@@ -103,9 +127,11 @@ def tune(
         raise
     runs.finish(run_id, steps=result.steps, losses=result.losses)
     if register:
-        AdapterRepository(db).register(name, model_id(spec), str(result.gguf_path), peft_path=str(result.peft_dir),
+        AdapterRepository(db).register(name, base_model, str(result.gguf_path), peft_path=str(result.peft_dir),
                                        run_id=run_id)  # fmt: skip
     db.close()
+    if register:
+        announce(s.redis_url, name)  # every replica (and an upstream vLLM through them) loads it now
     console.print(f"done in {result.seconds:.0f} s: {result.steps} steps, loss {result.losses[0]:.3f} → "
                   f"{result.losses[-1]:.3f}" if result.losses else f"done in {result.seconds:.0f} s")  # fmt: skip
     typer.echo(json.dumps({"name": name, "run_id": run_id, "steps": result.steps, "seconds": round(result.seconds, 1),
@@ -180,7 +206,7 @@ def add_adapter(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Register an adapter trained elsewhere; every running server loads it."""
-    from parley.engines.llamacpp.engine import model_id
+    from parley.server.adapter_sync import announce
     from parley.store.adapters import AdapterRepository
     from parley.store.db import Database
 
@@ -190,24 +216,28 @@ def add_adapter(
     s = settings(database_url)
     db = Database(s.db_url())
     try:
-        AdapterRepository(db).register(name, base_model or model_id(s.engine_specs()[0]), str(gguf.resolve()),
+        AdapterRepository(db).register(name, base_model or _tune_base(s, None, gguf)[0], str(gguf.resolve()),
                                        peft_path=str(peft.resolve()) if peft else None, scale=scale)  # fmt: skip
     finally:
         db.close()
+    announce(s.redis_url, name)
     typer.echo(f"registered {name}")
 
 
 @adapters_app.command("remove")
 def remove_adapter(name: Annotated[str, typer.Argument()], database_url: DatabaseOpt = None) -> None:
     """Stop serving an adapter on every replica (its files and record stay)."""
+    from parley.server.adapter_sync import announce
     from parley.store.adapters import AdapterRepository
     from parley.store.db import Database
 
-    db = Database(settings(database_url).db_url())
+    s = settings(database_url)
+    db = Database(s.db_url())
     try:
         if AdapterRepository(db).set_enabled(name, False) is None:
             typer.echo(f"error: no adapter named {name}", err=True)
             raise typer.Exit(1)
     finally:
         db.close()
+    announce(s.redis_url, name)
     typer.echo(f"{name} disabled")

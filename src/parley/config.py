@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,8 +48,56 @@ class LlamaCppSpec(LlamaCppOptions):
     name: str | None = Field(None, description="the model id clients use; default: derived from the file")
 
 
-# Engine kinds, by their `kind` field. An upstream (OpenAI-compatible server) kind joins this union.
-EngineSpec = LlamaCppSpec  # later: Annotated[LlamaCppSpec | UpstreamSpec, Field(discriminator="kind")]
+class UpstreamReplica(BaseModel):
+    """One server of an upstream: its OpenAI-compatible base URL (ending in `/v1`) and its share of requests."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="base URL, e.g. http://vllm-0:8000/v1")
+    weight: float = Field(1.0, gt=0, description="share of requests, relative to the other replicas")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("an upstream URL starts with http:// or https://")
+        return v.rstrip("/")
+
+
+class UpstreamSpec(BaseModel):
+    """An OpenAI-compatible server as the model stage (`[[engines]]` with `kind = "upstream"`): vLLM, TGI,
+    Ollama, llama-server, or a hosted API. The whole pipeline runs in front of it (docs/scale.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["upstream"] = "upstream"
+    name: str = Field(description="the model id clients use")
+    model: str | None = Field(None, description="the model name the upstream serves; default: name")
+    replicas: list[UpstreamReplica] = Field(min_length=1, description="servers of this model, tried by weight")
+    flavor: Literal["vllm", "llamacpp", "openai"] = Field(
+        "openai",
+        description="which fields it takes beyond OpenAI's: vllm (structured_outputs, top_k, LoRA adapters at run "
+        "time), llamacpp (llama-server or llama_cpp.server: GBNF grammar, top_k), openai (hosted APIs)",
+    )
+    api_key: str | None = Field(None, description="the upstream's key (prefer api_key_env)")
+    api_key_env: str | None = Field(None, description="the environment variable that holds the upstream's key")
+    context_window: int | None = Field(None, ge=1, description="default: what the upstream reports, else 4096")
+    connect_timeout: float = Field(2.0, gt=0, description="seconds to open a connection to a replica")
+    first_token_timeout: float = Field(60.0, gt=0, description="seconds from the request to its first token")
+    read_timeout: float = Field(60.0, gt=0, description="longest silence between two chunks, in seconds")
+    retries: int = Field(1, ge=0, description="other replicas tried when one fails before the first token")
+    health_interval: float = Field(5.0, gt=0, description="seconds between health checks of each replica")
+    health_path: str = Field("/models", description="GET under the base URL that answers 200 when healthy")
+    breaker_failures: int = Field(3, ge=1, description="failures in a row that open a replica's circuit")
+    breaker_open_seconds: float = Field(30.0, gt=0, description="how long an open circuit refuses requests")
+    adapters: bool = Field(False, description="vllm: load the registry's LoRA adapters into it at run time")
+
+    def key(self) -> str | None:
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or self.api_key
+        return self.api_key
+
+
+# Engine kinds, by their `kind` field. A new kind: its spec here and its loader in engines/registry.py.
+EngineSpec = Annotated[LlamaCppSpec | UpstreamSpec, Field(discriminator="kind")]
 
 
 class Settings(BaseSettings, LlamaCppOptions):

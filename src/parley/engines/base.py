@@ -32,6 +32,8 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     grammar: str | None = None  # GBNF, for constrained decoding
+    # the same constraint in OpenAI's form ({"type": "json_object"} or a json_schema), for upstreams that take it
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,19 @@ class AdapterRef:
 @dataclass
 class GenerationRequest:
     """Exactly one of `prompt_tokens` (engines with `capabilities.chat_template`: the pipeline rendered and
-    tokenised the prompt) and `messages` (engines that apply their own template, such as an upstream server)."""
+    tokenised the prompt), `messages` (engines that apply their own template, such as an upstream server) and
+    `prompt` (a text completion's prompt, for engines that tokenise it themselves)."""
 
     id: str
     params: SamplingParams
     prompt_tokens: list[int] | None = None
     messages: list[dict[str, Any]] | None = None
     adapter: AdapterRef | None = None
+    prompt: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.prompt_tokens is None) == (self.messages is None):
-            raise ValueError("a generation request carries either prompt_tokens or messages")
+        if sum(x is not None for x in (self.prompt_tokens, self.messages, self.prompt)) != 1:
+            raise ValueError("a generation request carries one of prompt_tokens, messages or prompt")
 
 
 @dataclass
@@ -67,6 +71,7 @@ class GenerationStats:
     completion_tokens: int
     cached_tokens: int = 0
     queue_s: float | None = None  # waiting for a slot, when the engine knows it
+    route: dict[str, Any] | None = None  # where an engine that routes sent the request (replica, attempts)
 
 
 @dataclass
@@ -105,6 +110,7 @@ class Capabilities:
     tools: bool = False  # tool calls in the stream
     logit_bias: bool = True
     adapters: bool = False  # per-request LoRA adapters
+    adapter_format: str = "gguf"  # the adapter files it loads: "gguf" (llama.cpp) or "peft" (vLLM)
     embeddings: bool = False
 
 

@@ -8,9 +8,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from parley.config import EngineSpec, LlamaCppSpec
+from parley.config import EngineSpec, LlamaCppSpec, UpstreamSpec
 from parley.engines.base import AdapterHost, AdapterRef, Engine
 from parley.errors import EngineUnavailable, ModelNotFound
 
@@ -26,9 +26,16 @@ def _load_llamacpp(spec: LlamaCppSpec) -> Engine:
     return load_engine(spec)
 
 
+def _load_upstream(spec: UpstreamSpec) -> Engine:
+    from parley.engines.upstream.engine import load_engine
+
+    return load_engine(spec)
+
+
 # How each engine kind is built from its spec. A new kind: its spec in config.py and one line here.
-ENGINE_KINDS: dict[str, Callable[[EngineSpec], Engine]] = {
+ENGINE_KINDS: dict[str, Callable[[Any], Engine]] = {
     "llamacpp": _load_llamacpp,
+    "upstream": _load_upstream,
 }
 
 
@@ -54,7 +61,7 @@ class EngineRegistry:
         """Build every declared engine; one that fails is reported and the others still serve."""
         try:
             for spec in specs:
-                label = spec.name or spec.model or spec.kind
+                label = spec.name or str(spec.model or spec.kind)
                 try:
                     engine = await asyncio.to_thread(ENGINE_KINDS[spec.kind], spec)
                 except Exception as exc:  # a bad model path must leave a server that says why, not a crash loop
@@ -113,8 +120,12 @@ class EngineRegistry:
             elif engine is None or not engine.info.capabilities.adapters:
                 self.adapter_errors[name] = f"no served model {record.base_model!r} takes adapters here"
             else:
+                peft = engine.info.capabilities.adapter_format == "peft"
+                path = (record.peft_path or "") if peft else record.gguf_path
                 try:
-                    await cast(AdapterHost, engine).load_adapter(_ref(record), record.gguf_path)
+                    if not path:
+                        raise ValueError(f"{engine.info.id} loads PEFT adapters; {name} has no PEFT directory")
+                    await cast(AdapterHost, engine).load_adapter(_ref(record), path)
                 except ValueError as exc:
                     self.adapter_errors[name] = str(exc)
                     log.error("adapter %s did not load: %s", name, exc)

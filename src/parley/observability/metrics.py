@@ -96,6 +96,8 @@ class Metrics:
                               STEP_BUCKETS)  # fmt: skip
         self.guard_verdicts = counter("parley_guard_verdicts", "Guard findings by side, scanner and the action "
                                       "taken.", ["side", "scanner", "action"])  # fmt: skip
+        self.routes = counter("parley_route", "Turns by the route the model stage took (engine kind, model, and "
+                              "an upstream's replica) and the profile.", ["profile", "route"])  # fmt: skip
         self.feedback = counter("parley_feedback", "Ratings received, by rating.", ["rating"])
         self.http_requests = counter("parley_http_requests", "HTTP requests by method, route template and status.",
                                      ["method", "route", "status"])  # fmt: skip
@@ -119,6 +121,8 @@ class Metrics:
             self.stage.labels(entry.stage).observe(entry.duration_ms / 1000)
             for step in entry.steps:
                 self.step.labels(entry.stage, step.step).observe(step.duration_ms / 1000)
+        if turn.route:
+            self.routes.labels(profile, turn.route).inc()
         if ctx.engine is None or turn.params is None:
             return  # refused before it reached a model: no tokens, no latency to speak of
         usage, timing = turn.usage, turn.timing
@@ -178,6 +182,7 @@ class LiveCollector(Collector):
             queries.add_metric([name], s.get("prompt_tokens", 0))
             hits.add_metric([name], s.get("prompt_tokens_cached", 0))
         yield from (running, waiting, queries, hits)
+        yield from upstream_families(self.engines)
         limited = CounterMetricFamily("parley_rate_limit_rejections", "Requests refused with 429, by the limit "
                                       "reached.", labels=["limit"])  # fmt: skip
         for limit, n in self.access.rejections.items():
@@ -197,6 +202,25 @@ class LiveCollector(Collector):
                                     value=self.log.backlog())  # fmt: skip
         yield CounterMetricFamily("parley_turn_end_observer_failures", "Turn-end observers that raised.",
                                   value=self.observer_failures())  # fmt: skip
+
+
+def upstream_families(engines: EngineRegistry) -> Iterator[Any]:
+    """Each upstream replica's requests by outcome, its health and whether its circuit is open."""
+    requests = CounterMetricFamily("parley_upstream_requests", "Requests sent to an upstream replica, by how "
+                                   "they ended (ok, error, overloaded, rejected, cancelled).",
+                                   labels=["engine", "replica", "outcome"])  # fmt: skip
+    breaker = GaugeMetricFamily("parley_upstream_breaker_open", "1 while a replica's circuit is open (refusing "
+                                "requests), else 0.", labels=["engine", "replica"])  # fmt: skip
+    healthy = GaugeMetricFamily("parley_upstream_healthy", "1 while a replica passes its health checks.",
+                                labels=["engine", "replica"])  # fmt: skip
+    for name, engine in list(engines.engines.items()):
+        for replica in engine.status().get("replicas", []):
+            url = replica["url"]
+            for outcome, n in replica["requests"].items():
+                requests.add_metric([name, url, outcome], n)
+            breaker.add_metric([name, url], 1.0 if replica["circuit"] == "open" else 0.0)
+            healthy.add_metric([name, url], 1.0 if replica["healthy"] else 0.0)
+    yield from (requests, breaker, healthy)
 
 
 class HttpMetrics:

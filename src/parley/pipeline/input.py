@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.errors import InvalidRequest, ProfileNotFound
+from parley.pipeline.complexity import estimate
 from parley.pipeline.context import TurnContext
 from parley.pipeline.structured import parse_json_object, render_structured
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
+
+if TYPE_CHECKING:
+    from parley.profiles.schema import Profile
 
 MAX_STOP_SEQUENCES = 4
 PROFILE_PREFIX = "profile/"
@@ -33,7 +37,7 @@ class InputStage:
                 raise ProfileNotFound(f"The profile `{name}` does not exist.", param=param)
             turn.profile, ctx.profile_policy = profile, profile.guard_policy
             if req.model.startswith(PROFILE_PREFIX):
-                model = profile.model  # None: the default model
+                model = self._routed(turn, req, profile)  # None: the default model
             turn.note(self.name, profile=name)
         ctx.engine, turn.adapter = ctx.resolve(model)  # raises ModelNotFound
         turn.model = turn.adapter.name if turn.adapter is not None else ctx.engine.info.id
@@ -48,6 +52,22 @@ class InputStage:
             self._chat(turn, req)
         else:
             self._completion(turn, req)
+
+    def _routed(self, turn: Turn, req: ChatCompletionRequest | CompletionRequest, profile: Profile) -> str | None:
+        """The profile's model; with `route`, the model for the prompt's complexity tier (the same estimate
+        that sets the token budget), and the reason in the trace."""
+        if not profile.route:
+            return profile.model
+        if isinstance(req, ChatCompletionRequest):
+            users = [m for m in req.messages if m.role == "user"]
+            text = message_text(users[-1], "messages[-1]")[0] if users else ""
+        else:
+            text = req.prompt if isinstance(req.prompt, str) else ""
+        guess = estimate(text)
+        chosen = profile.route.get(guess.tier)  # type: ignore[call-overload]
+        turn.note(self.name, route={"tier": guess.tier, "score": guess.score, "model": chosen or profile.model,
+                                    "by": "complexity" if chosen else "profile model"})  # fmt: skip
+        return chosen or profile.model
 
     @staticmethod
     def _profile_name(turn: Turn) -> str | None:

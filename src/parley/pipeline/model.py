@@ -4,6 +4,8 @@ sent."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from parley.engines.base import Chunk, GenerationRequest, GenerationStream, SamplingParams
 from parley.errors import InvalidRequest
 from parley.pipeline.complexity import estimate
@@ -88,6 +90,7 @@ class Params(BaseStep):
             stop=turn.stops,
             ignore_eos=req.ignore_eos,
             grammar=turn.grammar,
+            response_format=openai_response_format(turn),
         )
         p = turn.params
         turn.note(
@@ -96,6 +99,15 @@ class Params(BaseStep):
             repetition_penalty=p.repetition_penalty, dry_multiplier=p.dry_multiplier,
             constrained=turn.grammar is not None, **decision,
         )  # fmt: skip
+
+
+def openai_response_format(turn: Turn) -> dict[str, Any] | None:
+    """The turn's JSON constraint in OpenAI's `response_format` form, for upstreams that take that."""
+    if turn.grammar is None:
+        return None
+    if turn.json_schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": turn.json_schema, "strict": True}}
 
 
 MODEL_STEPS: dict[str, TurnStep] = {"params": Params()}
@@ -113,14 +125,17 @@ class ModelStage:
         engine = ctx.engine_required
         assert turn.params is not None
         turn.note(self.name, engine=engine.info.kind, model=engine.info.id)
+        turn.route = f"{engine.info.kind}:{engine.info.id}"
         if turn.guard.refusal is not None:  # decided before the model: no compute spent
             turn.note(self.name, skipped="refusal")
             n = len(engine.tokenize(turn.guard.refusal, special=False)) if engine.info.capabilities.chat_template else 0
             return ModelStream(turn, CannedStream(Chunk(turn.guard.refusal, n, "stop")), self.name)
         if turn.adapter is not None and not engine.info.capabilities.adapters:
             raise InvalidRequest(f"The model `{turn.model}` serves no adapters.", param="model")
-        if engine.info.capabilities.chat_template or turn.kind == "completion":
+        if engine.info.capabilities.chat_template:
             request = GenerationRequest(turn.id, turn.params, prompt_tokens=turn.prompt_tokens, adapter=turn.adapter)
+        elif turn.kind == "completion":
+            request = GenerationRequest(turn.id, turn.params, prompt=turn.prompt, adapter=turn.adapter)
         else:
             messages = [{"role": m.role, "content": m.content} for m in turn.messages]
             request = GenerationRequest(turn.id, turn.params, messages=messages, adapter=turn.adapter)
@@ -167,6 +182,9 @@ class ModelStream:
             if not self.turn.prompt_tokens:  # an engine that took messages counted the prompt itself
                 self.turn.usage.prompt_tokens = chunk.stats.prompt_tokens
             self.turn.note(self.stage, cached_prompt_tokens=chunk.stats.cached_tokens)
+            if chunk.stats.route is not None:
+                self.turn.note(self.stage, upstream=chunk.stats.route)
+                self.turn.route += f"@{chunk.stats.route['replica']}"
         return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls))
 
     async def stop(self) -> None:

@@ -116,6 +116,7 @@ class Turn:
     # model
     params: SamplingParams | None = None
     adapter: AdapterRef | None = None
+    route: str = ""  # where the model stage sent it: "<kind>:<model>", and an upstream's replica after "@"
     # output
     raw_text: str = ""
     reasoning: str = ""

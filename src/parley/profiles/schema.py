@@ -16,6 +16,7 @@ from parley.schema_grammar import SchemaInvalid, SchemaUnenforceable, schema_gra
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 Format = Literal["chat", "docs", "plain", "json"]
+Tier = Literal["simple", "moderate", "complex"]
 FORMATS: tuple[str, ...] = ("chat", "docs", "plain", "json")
 
 _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
@@ -66,6 +67,11 @@ class Profile(BaseModel):
     guard_policy: str = Field("", description="overrides of the guard policy, e.g. 'pii=flag,off_topic=block'")
     topic: str | None = Field(None, description="questions off this topic get a polite refusal")
     model: str | None = Field(None, description="the model or adapter; default: the one the request names")
+    route: dict[Tier, str] | None = Field(
+        None,
+        description="the model by the prompt's complexity tier (simple, moderate, complex), e.g. simple prompts "
+        "to the embedded model and complex ones to an upstream; a tier left out goes to `model`",
+    )
     builtin: bool = Field(False, exclude=True)
     _grammar: str | None = PrivateAttr(None)
 

@@ -53,7 +53,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         spill = settings.data_dir / "completion-log.spill.jsonl"
         completion_log = CompletionLog(completions, spill, retention_days=settings.log_retention_days)
     adapters = AdapterRepository(db)
-    adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds)
+    adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds, settings.redis_url)
     metrics = Metrics()
     profiles = Profiles(settings.profiles_path(), check_model=lambda name: _check_model(registry, name),
                         steps=list(POSTPROCESS))  # fmt: skip

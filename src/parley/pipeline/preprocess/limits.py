@@ -22,7 +22,7 @@ class Limits(BaseStep):
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         info = ctx.engine_required.info
         self._logit_bias(turn, info.n_vocab, info.capabilities.logit_bias)
-        if not info.capabilities.chat_template and turn.kind == "chat":
+        if not info.capabilities.chat_template:
             turn.note(self.name, context_window=info.context_window, checked="by the engine")
             return
         prompt_param = "messages" if turn.kind == "chat" else "prompt"
@@ -53,7 +53,7 @@ class Limits(BaseStep):
         if len(bias) > MAX_LOGIT_BIAS:
             raise InvalidRequest(f"logit_bias may hold at most {MAX_LOGIT_BIAS} entries.", param="logit_bias")
         for key, value in bias.items():
-            if not key.lstrip("-").isdigit() or not 0 <= int(key) < n_vocab:
+            if not key.lstrip("-").isdigit() or not 0 <= int(key) < (n_vocab or 2**31):  # 0: the engine checks
                 raise InvalidRequest(f"logit_bias key {key!r} is not a token id.", param="logit_bias")
             if not -100 <= value <= 100:
                 raise InvalidRequest("logit_bias values must be between -100 and 100.", param="logit_bias")

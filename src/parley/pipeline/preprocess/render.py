@@ -22,6 +22,12 @@ class Render(BaseStep):
                 return
             turn.prompt = engine.apply_chat_template([{"role": m.role, "content": m.content} for m in turn.messages])
             turn.prompt_tokens = engine.tokenize(turn.prompt)
+        elif not engine.info.capabilities.chat_template:  # the engine tokenises the text itself
+            if isinstance(turn.raw_prompt, list):
+                raise InvalidRequest(f"The model `{turn.model}` takes a text prompt, not token ids.", param="prompt")
+            turn.prompt = str(turn.raw_prompt)
+            turn.note(self.name, template="engine", chars=len(turn.prompt))
+            return
         elif isinstance(turn.raw_prompt, list):
             bad = [t for t in turn.raw_prompt if not 0 <= t < engine.info.n_vocab]
             if bad:

@@ -156,6 +156,7 @@ async def _set_enabled(request: Request, name: str, enabled: bool) -> dict[str, 
 
 async def _synced(request: Request, name: str) -> dict[str, Any]:
     await request.app.state.adapter_sync.sync_once()
+    await request.app.state.adapter_sync.announce(name)  # the other replicas sync now, not at their next look
     registry = request.app.state.registry
     record = await asyncio.to_thread(request.app.state.adapters.get, name)
     assert record is not None
