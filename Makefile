@@ -7,6 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 CHROMIUM ?= /usr/bin/chromium
+COMPOSE  ?= /usr/bin/docker-compose
 
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
@@ -28,10 +29,16 @@ $(CHROMIUM):
 	  ($$(command -v sudo) apt-get update -q && \
 	   $$(command -v sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
+# `docker-compose config` validates deploy/compose.yaml (Debian's, without the Docker daemon it recommends).
+$(COMPOSE):
+	$$(command -v sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose || \
+	  ($$(command -v sudo) apt-get update -q && \
+	   $$(command -v sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose)
+
 run: install
 	$(BIN)/parley serve --host $(HOST) --port $(PORT)
 
-test: install $(CHROMIUM)
+test: install $(CHROMIUM) $(COMPOSE)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

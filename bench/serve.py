@@ -101,10 +101,13 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-async def run_level(url: str, models: list[str], prompts: list[str], c: int, tokens: int, extra: dict) -> dict:
-    """Request i asks model `models[i % len(models)]` (a base and an adapter alternate when there are two)."""
+async def run_level(url: str, models: list[str], prompts: list[str], c: int, tokens: int, extra: dict,
+                    keepalive: bool = True) -> dict:  # fmt: skip
+    """Request i asks model `models[i % len(models)]` (a base and an adapter alternate when there are two).
+    `keepalive=False`: a new connection per request (llama-server closes kept-alive ones after a few requests,
+    and a request sent on one as it closes fails)."""
     sem = asyncio.Semaphore(c)
-    limits = httpx.Limits(max_connections=c + 4, max_keepalive_connections=c + 4)
+    limits = httpx.Limits(max_connections=c + 4, max_keepalive_connections=c + 4 if keepalive else 0)
 
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 

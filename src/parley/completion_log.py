@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -262,8 +263,13 @@ class CompletionLog:
         """Queue the spill file's rows again (the database is taking writes); True if there were any."""
         if self._failing_since is not None or not self.spill_path.exists():
             return False
-        claimed = self.spill_path.with_suffix(".replaying")
-        self.spill_path.replace(claimed)
+        # Replicas may share the data directory: each claims the file under a name of its own; the rename is
+        # atomic, so exactly one replica replays each row (another's rows too: any replica can write them).
+        claimed = self.spill_path.with_suffix(f".replaying-{uuid.uuid4().hex[:12]}")
+        try:
+            self.spill_path.replace(claimed)
+        except FileNotFoundError:  # another replica claimed it first
+            return False
         rows = []
         for line in claimed.read_text(encoding="utf-8").splitlines():
             if line.strip():

@@ -44,12 +44,17 @@ class ReplicaOverloaded(ReplicaFailed):
     pass
 
 
+class StaleConnection(ReplicaFailed):
+    """The server closed a kept-alive connection as the request went out on it (llama-server closes one after a
+    few requests): nothing reached it, so the same replica is asked again on a new connection."""
+
+
 class UpstreamEngine:
     def __init__(self, spec: UpstreamSpec, *, start_health: bool = True) -> None:
         self.spec = spec
         key = spec.key()
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.replicas = ReplicaSet(spec, self.headers)
+        self.replicas = ReplicaSet(spec, self.headers, on_recovered=self.reload_adapters)
         self._clients: dict[int, httpx.AsyncClient] = {}  # one per event loop
         self.active = 0
         self.adapters: dict[str, tuple[AdapterRef, str]] = {}
@@ -136,7 +141,11 @@ class UpstreamEngine:
             tried.append(replica.url)
             stream = UpstreamStream(self, replica, tried, failures)
             try:
-                await asyncio.wait_for(stream.open(path, body), self.spec.first_token_timeout)
+                try:
+                    await asyncio.wait_for(stream.open(path, body), self.spec.first_token_timeout)
+                except StaleConnection:  # a kept-alive connection the server had closed: once more, afresh
+                    stream = UpstreamStream(self, replica, tried, failures)
+                    await asyncio.wait_for(stream.open(path, body), self.spec.first_token_timeout)
                 return stream
             except ReplicaOverloaded as exc:
                 overloaded += 1
@@ -167,19 +176,42 @@ class UpstreamEngine:
         self.adapters[ref.name] = (ref, path)
 
     async def unload_adapter(self, ref: AdapterRef) -> None:
+        """Every Parley replica asks; the first unloads it, the others find it gone (which is what they want)."""
         self.adapters.pop(ref.name, None)
         for replica in self.replicas.replicas:
-            await self._adapter_call(replica, "/unload_lora_adapter", {"lora_name": ref.name})
+            try:
+                await self._adapter_call(replica, "/unload_lora_adapter", {"lora_name": ref.name})
+            except ValueError as exc:
+                log.warning("adapter %s: %s", ref.name, exc)
 
     async def _adapter_call(self, replica: Replica, path: str, body: dict[str, Any]) -> None:
-        url = replica.url.removesuffix("/v1") + "/v1" + path
         try:
-            r = await self._client().post(url, json=body, headers=self.headers)
+            r = await self._client().post(replica.url + path, json=body, headers=self.headers)
         except httpx.HTTPError as exc:
             raise ValueError(f"{replica.url} did not answer: {exc}") from exc
-        message = error_message(r.status_code, r.content) if r.status_code != 200 else ""
-        if r.status_code != 200 and "already" not in message.lower():  # loaded before, or unloaded before
-            raise ValueError(f"{replica.url} refused {path}: {message}")
+        _check_adapter_answer(replica.url, path, r)
+
+    def reload_adapters(self, replica: Replica, client: httpx.Client) -> None:
+        """A replica that comes back (after a restart, say) has forgotten the adapters loaded at run time: load
+        them again before it takes requests. Called from the health thread."""
+        for ref, path in list(self.adapters.values()):
+            try:
+                r = client.post(replica.url + "/load_lora_adapter", headers=self.headers,
+                                json={"lora_name": ref.name, "lora_path": path})  # fmt: skip
+                _check_adapter_answer(replica.url, "/load_lora_adapter", r)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("adapter %s not reloaded on %s: %s", ref.name, replica.url, exc)
+
+
+def _check_adapter_answer(url: str, path: str, r: httpx.Response) -> None:
+    """vLLM answers 400 to loading an adapter that is loaded, and to unloading one that is not: with several
+    Parley replicas each asking, that is the expected answer, not a failure."""
+    if r.status_code == 200:
+        return
+    message = error_message(r.status_code, r.content)
+    if "already" in message.lower() or (path.startswith("/unload") and r.status_code in (400, 404)):
+        return
+    raise ValueError(f"{url} refused {path}: {message}")
 
 
 class UpstreamStream:
@@ -199,7 +231,11 @@ class UpstreamStream:
     async def open(self, path: str, body: dict[str, Any]) -> None:
         client = self.engine._client()
         request = client.build_request("POST", self.replica.url + path, json=body, headers=self.engine.headers)
-        self.response = await client.send(request, stream=True)
+        try:
+            self.response = await client.send(request, stream=True)
+        except httpx.RemoteProtocolError as exc:
+            await self.abandon(None, None)
+            raise StaleConnection(str(exc)) from exc
         status = self.response.status_code
         if status != 200:
             message = error_message(status, await self.response.aread())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -35,8 +36,10 @@ class Replica:
 
 
 class ReplicaSet:
-    def __init__(self, spec: UpstreamSpec, headers: dict[str, str]) -> None:
+    def __init__(self, spec: UpstreamSpec, headers: dict[str, str],
+                 on_recovered: Callable[[Replica, httpx.Client], None] | None = None) -> None:  # fmt: skip
         self.spec = spec
+        self.on_recovered = on_recovered
         self.replicas = [self._replica(r) for r in spec.replicas]
         self.headers = headers
         self._lock = threading.Lock()
@@ -81,6 +84,8 @@ class ReplicaSet:
             if ok != replica.healthy or not replica.checked:
                 log.log(logging.INFO if ok else logging.WARNING, "upstream %s %s %s", self.spec.name, replica.url,
                         "is healthy" if ok else "failed its health check")  # fmt: skip
+            if ok and not replica.healthy and self.on_recovered is not None:
+                self.on_recovered(replica, client)  # before it takes requests again
             replica.healthy, replica.checked = ok, True
 
     def start(self) -> None:
