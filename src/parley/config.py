@@ -89,6 +89,9 @@ class UpstreamSpec(BaseModel):
     breaker_failures: int = Field(3, ge=1, description="failures in a row that open a replica's circuit")
     breaker_open_seconds: float = Field(30.0, gt=0, description="how long an open circuit refuses requests")
     adapters: bool = Field(False, description="vllm: load the registry's LoRA adapters into it at run time")
+    structured_output: bool = Field(
+        True, description="false for a server without constrained decoding: JSON response formats are refused"
+    )
 
     def key(self) -> str | None:
         if self.api_key_env:

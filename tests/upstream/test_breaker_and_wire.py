@@ -104,3 +104,13 @@ def test_stream_events_become_chunks_and_the_upstreams_usage_wins():
     last = final_chunk(state)
     assert last.finish_reason == "length" and last.n_tokens == 2  # the usage counts 3; one chunk was seen
     assert last.stats is not None and (last.stats.prompt_tokens, last.stats.cached_tokens) == (9, 4)
+
+
+def test_an_upstream_without_structured_output_says_so():
+    from parley.engines.upstream.engine import UpstreamEngine
+
+    closed_port = UpstreamSpec(name="plain", replicas=[{"url": "http://127.0.0.1:9/v1"}], structured_output=False)
+    engine = UpstreamEngine(closed_port, start_health=False)
+    assert engine.info.capabilities.grammar is False and engine.info.capabilities.chat_template is False
+    assert engine.info.context_window == 4096  # nothing answered: the default stands
+    engine.close()

@@ -1,6 +1,10 @@
 """An OpenAI-compatible server as the model stage. The pipeline sends messages (the upstream applies its own
 chat template) and reads the upstream's stream chunk by chunk, with nothing buffered beyond one event.
 
+The stream is read with aiohttp (its HTTP parser is in C): on two cores every microsecond spent per token in
+this process is taken from the upstream's decoding, and httpx's pure-Python read path cost about twice as much
+per event (bench/upstream.py). Health checks and discovery, off the request path, use httpx.
+
 Failover: a request goes to a replica chosen by weight among those that are healthy and whose circuit is
 closed; if it fails before its first token (connection refused, a 5xx, a timeout) the next replica is tried,
 up to `retries` more. After the first token nothing is retried: the client has part of an answer, and gets
@@ -12,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
 
 from parley.config import UpstreamSpec
@@ -55,14 +59,14 @@ class UpstreamEngine:
         key = spec.key()
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.replicas = ReplicaSet(spec, self.headers, on_recovered=self.reload_adapters)
-        self._clients: dict[int, httpx.AsyncClient] = {}  # one per event loop
+        self._sessions: dict[int, aiohttp.ClientSession] = {}  # one per event loop
         self.active = 0
         self.adapters: dict[str, tuple[AdapterRef, str]] = {}
         window, n_vocab = self._discover()
         self.info = ModelInfo(
             id=spec.name, kind="upstream", source=", ".join(r.url for r in spec.replicas),
             context_window=spec.context_window or window or DEFAULT_CONTEXT, n_vocab=n_vocab, created=int(time.time()),
-            capabilities=Capabilities(chat_template=False, grammar=True, logit_bias=True,
+            capabilities=Capabilities(chat_template=False, grammar=spec.structured_output, logit_bias=True,
                                       adapters=spec.adapters and spec.flavor == "vllm", adapter_format="peft"),
             owned_by="upstream", details={"flavor": spec.flavor, "upstream_model": spec.model or spec.name},
         )  # fmt: skip
@@ -106,21 +110,21 @@ class UpstreamEngine:
 
     def close(self) -> None:
         self.replicas.close()
-        for client in self._clients.values():
+        for session in self._sessions.values():
             with contextlib.suppress(RuntimeError):  # no running loop: the process is ending anyway
-                asyncio.get_running_loop().create_task(client.aclose())
-        self._clients.clear()
+                asyncio.get_running_loop().create_task(session.close())
+        self._sessions.clear()
 
-    def _client(self) -> httpx.AsyncClient:
+    def _session(self) -> aiohttp.ClientSession:
         loop = id(asyncio.get_running_loop())
-        client = self._clients.get(loop)
-        if client is None:
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
             s = self.spec
-            client = self._clients[loop] = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout)
+            session = self._sessions[loop] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=timeout, headers=self.headers
             )
-        return client
+        return session
 
     # -- generation --------------------------------------------------------------------------------------
 
@@ -151,7 +155,7 @@ class UpstreamEngine:
                 overloaded += 1
                 failures.append(f"{replica.url}: {exc}")
                 await stream.abandon("overloaded", None)
-            except (ReplicaFailed, httpx.HTTPError, TimeoutError, UpstreamStreamError, ValueError) as exc:
+            except (ReplicaFailed, aiohttp.ClientError, TimeoutError, UpstreamStreamError, ValueError) as exc:
                 reason = str(exc) or type(exc).__name__
                 if isinstance(exc, TimeoutError):
                     reason = f"no first token in {self.spec.first_token_timeout:g} s"
@@ -186,10 +190,11 @@ class UpstreamEngine:
 
     async def _adapter_call(self, replica: Replica, path: str, body: dict[str, Any]) -> None:
         try:
-            r = await self._client().post(replica.url + path, json=body, headers=self.headers)
-        except httpx.HTTPError as exc:
+            async with self._session().post(replica.url + path, json=body) as r:
+                status, content = r.status, await r.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ValueError(f"{replica.url} did not answer: {exc}") from exc
-        _check_adapter_answer(replica.url, path, r)
+        _check_adapter_answer(replica.url, path, status, content)
 
     def reload_adapters(self, replica: Replica, client: httpx.Client) -> None:
         """A replica that comes back (after a restart, say) has forgotten the adapters loaded at run time: load
@@ -198,18 +203,18 @@ class UpstreamEngine:
             try:
                 r = client.post(replica.url + "/load_lora_adapter", headers=self.headers,
                                 json={"lora_name": ref.name, "lora_path": path})  # fmt: skip
-                _check_adapter_answer(replica.url, "/load_lora_adapter", r)
+                _check_adapter_answer(replica.url, "/load_lora_adapter", r.status_code, r.content)
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("adapter %s not reloaded on %s: %s", ref.name, replica.url, exc)
 
 
-def _check_adapter_answer(url: str, path: str, r: httpx.Response) -> None:
+def _check_adapter_answer(url: str, path: str, status: int, content: bytes) -> None:
     """vLLM answers 400 to loading an adapter that is loaded, and to unloading one that is not: with several
     Parley replicas each asking, that is the expected answer, not a failure."""
-    if r.status_code == 200:
+    if status == 200:
         return
-    message = error_message(r.status_code, r.content)
-    if "already" in message.lower() or (path.startswith("/unload") and r.status_code in (400, 404)):
+    message = error_message(status, content)
+    if "already" in message.lower() or (path.startswith("/unload") and status in (400, 404)):
         return
     raise ValueError(f"{url} refused {path}: {message}")
 
@@ -223,29 +228,25 @@ class UpstreamStream:
         self.tried, self.failures = tried, failures
         self.state = StreamState()
         self.pending: list[Chunk] = []
-        self.response: httpx.Response | None = None
-        self.lines: AsyncIterator[str] | None = None
+        self.response: aiohttp.ClientResponse | None = None
         self.ended = False
         engine.active += 1
 
     async def open(self, path: str, body: dict[str, Any]) -> None:
-        client = self.engine._client()
-        request = client.build_request("POST", self.replica.url + path, json=body, headers=self.engine.headers)
         try:
-            self.response = await client.send(request, stream=True)
-        except httpx.RemoteProtocolError as exc:
+            self.response = await self.engine._session().post(self.replica.url + path, json=body)
+        except aiohttp.ServerDisconnectedError as exc:
             await self.abandon(None, None)
-            raise StaleConnection(str(exc)) from exc
-        status = self.response.status_code
+            raise StaleConnection(str(exc) or "server disconnected") from exc
+        status = self.response.status
         if status != 200:
-            message = error_message(status, await self.response.aread())
+            message = error_message(status, await self.response.read())
             if status in OVERLOADED:
                 raise ReplicaOverloaded(f"HTTP {status}: {message}")
             if 400 <= status < 500:
                 await self.abandon("rejected", True)  # the replica is fine; the request is not
                 raise InvalidRequest(f"The upstream refused the request: {message}")
             raise ReplicaFailed(f"HTTP {status}: {message}")
-        self.lines = self.response.aiter_lines()
         while not self.pending:  # the first token, or the end of an empty answer
             chunk = await self._next_event()
             if chunk is None:
@@ -255,15 +256,15 @@ class UpstreamStream:
     async def _next_event(self) -> Chunk | None:
         """The next chunk with content; None at the end of the stream. Raises ReplicaFailed on a stream that
         broke off."""
-        assert self.lines is not None
+        assert self.response is not None
+        content = self.response.content
         while not self.state.done:
-            try:
-                line = await anext(self.lines)
-            except StopAsyncIteration:
+            raw = await content.readline()
+            if not raw:
                 if self.state.finish_reason is not None:
                     return None  # some servers end without [DONE]
-                raise ReplicaFailed("the stream ended before the answer did") from None
-            chunk = parse_event(line, self.state)
+                raise ReplicaFailed("the stream ended before the answer did")
+            chunk = parse_event(raw.decode("utf-8", "replace"), self.state)
             if chunk is not None:
                 return chunk
         return None
@@ -278,7 +279,7 @@ class UpstreamStream:
             raise StopAsyncIteration
         try:
             chunk = await self._next_event()
-        except (ReplicaFailed, httpx.HTTPError, UpstreamStreamError, ValueError) as exc:
+        except (ReplicaFailed, aiohttp.ClientError, TimeoutError, UpstreamStreamError, ValueError) as exc:
             await self.abandon("error", False)
             raise EngineUnavailable(
                 f"The upstream of `{self.engine.info.id}` ({self.replica.url}) stopped mid-answer: "
@@ -309,7 +310,10 @@ class UpstreamStream:
         else:
             self.replica.breaker.release()
         if self.response is not None:
-            await self.response.aclose()
+            if self.state.done:
+                self.response.release()  # read to the end: the connection goes back to the pool
+            else:
+                self.response.close()  # the upstream sees the connection drop and stops generating
 
     async def stop(self) -> None:
         await self.abandon("ok", True)
