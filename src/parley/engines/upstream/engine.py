@@ -235,7 +235,9 @@ class UpstreamStream:
     async def open(self, path: str, body: dict[str, Any]) -> None:
         try:
             self.response = await self.engine._session().post(self.replica.url + path, json=body)
-        except aiohttp.ServerDisconnectedError as exc:
+        except aiohttp.ClientConnectorError:
+            raise  # no connection could be made: the replica is down
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:  # the connection was made, or reused
             await self.abandon(None, None)
             raise StaleConnection(str(exc) or "server disconnected") from exc
         status = self.response.status
