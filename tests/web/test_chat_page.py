@@ -149,8 +149,10 @@ def test_stop_cancels_the_generation_and_keeps_the_partial_answer(page, server, 
 # ---- 3. regenerate, edit, branches -----------------------------------------------------------------------
 
 
-def branch_position(page, selector: str) -> str:
-    return page.locator(selector).locator(".branch-pos").inner_text().replace("Version", "").strip()
+def expect_branch(page, selector: str, position: str) -> None:
+    """The message's branch counter reads `position` (waiting for the page to re-render after a click)."""
+    pattern = re.compile(rf"^\s*(Version\s*)?{re.escape(position)}\s*$")
+    expect(page.locator(selector).locator(".branch-pos")).to_have_text(pattern)
 
 
 def test_regenerate_and_edit_create_branches_to_move_between(page, server, client):
@@ -162,11 +164,11 @@ def test_regenerate_and_edit_create_branches_to_move_between(page, server, clien
     second = wait_answered(page, 1, replacing=first["id"])
     assert second["id"] != first["id"] and second["cid"] != first["cid"], "no new answer was generated"
     assert second["raw"] == first["raw"]  # the same messages at temperature 0
-    assert branch_position(page, LAST_ANSWER) == "2/2"
+    expect_branch(page, LAST_ANSWER, "2/2")
 
     page.locator(LAST_ANSWER).locator("[data-action=branch-prev]").click()
-    assert page.locator(LAST_ANSWER).get_attribute("data-id") == first["id"]
-    assert branch_position(page, LAST_ANSWER) == "1/2"
+    expect(page.locator(LAST_ANSWER)).to_have_attribute("data-id", first["id"])
+    expect_branch(page, LAST_ANSWER, "1/2")
 
     user = "#message-list .msg-user >> nth=-1"
     page.locator(user).locator("[data-action=edit]").click()
@@ -177,18 +179,18 @@ def test_regenerate_and_edit_create_branches_to_move_between(page, server, clien
     page.locator(user).locator(".edit-form textarea").fill("Name a fruit.")
     page.locator(user).locator(".edit-form textarea").press("Enter")
     edited = wait_answered(page, 1, replacing=first["id"])
-    assert page.locator(user).get_attribute("data-raw") == "Name a fruit."
-    assert branch_position(page, user) == "2/2"
+    expect(page.locator(user)).to_have_attribute("data-raw", "Name a fruit.")
+    expect_branch(page, user, "2/2")
     assert edited["id"] not in (first["id"], second["id"])
     assert edited["raw"] == server_answer(client, [{"role": "user", "content": "Name a fruit."}], 16)
     assert page.locator("#message-list .msg").count() == 2
 
     page.locator(user).locator("[data-action=branch-prev]").click()
-    assert page.locator(user).get_attribute("data-raw") == "Name a colour."
-    assert branch_position(page, user) == "1/2"
+    expect(page.locator(user)).to_have_attribute("data-raw", "Name a colour.")
+    expect_branch(page, user, "1/2")
     # The original question's branch comes back as it was left: its first answer, of two.
-    assert page.locator(LAST_ANSWER).get_attribute("data-id") == first["id"]
-    assert branch_position(page, LAST_ANSWER) == "1/2"
+    expect(page.locator(LAST_ANSWER)).to_have_attribute("data-id", first["id"])
+    expect_branch(page, LAST_ANSWER, "1/2")
 
 
 # ---- 4. feedback -----------------------------------------------------------------------------------------
@@ -552,7 +554,7 @@ def test_conversations_are_kept_searched_renamed_exported_and_deleted(page, serv
     titles = page.locator("#conversation-list .conversation-open")
     expect(titles).to_have_count(2)
     expect(page.locator("#message-list .msg")).to_have_count(2)  # the first imported one is open
-    assert branch_position(page, LAST_ANSWER) == "1/2"
+    expect_branch(page, LAST_ANSWER, "1/2")
 
     page.fill("#conversation-search", "flour")  # in a message of one conversation only
     expect(titles).to_have_text(["Bread"])
