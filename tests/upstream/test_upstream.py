@@ -101,6 +101,9 @@ def test_text_completions_go_upstream_as_text(front):
     with pytest.raises(openai.BadRequestError) as err:
         c.completions.create(model=UP, prompt=[1, 2, 3], max_tokens=4)
     assert "text prompt" in err.value.message
+    counted = httpx.post(srv.url + "/tokenize", json={"model": UP, "prompt": "Hello"}, timeout=30,
+                         headers={"Authorization": f"Bearer {user}"})  # fmt: skip
+    assert counted.status_code == 400 and "upstream" in counted.json()["error"]["message"]
 
 
 def test_json_schema_output_is_enforced_by_the_upstream(front):

@@ -79,7 +79,8 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
         raise InvalidRequest("Give `prompt` or `messages`.", param="prompt")
     turn.profile_name = request.headers.get(PROFILE_HEADER)
     ctx = await pipeline.prepare(turn, key=getattr(request.state, "api_key", None), until="render")
-    if not turn.prompt_tokens and turn.kind == "chat":
-        raise InvalidRequest(f"The model `{turn.model}` applies its own template: it cannot tokenize here.")
+    if not ctx.engine_required.info.capabilities.chat_template:
+        message = f"The model `{turn.model}` is served upstream: it tokenizes its own prompts."
+        raise InvalidRequest(message, param="model")
     tokens = turn.prompt_tokens
     return {"tokens": tokens, "count": len(tokens), "max_model_len": ctx.engine_required.info.context_window}
