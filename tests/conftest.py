@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,18 +53,25 @@ def launch_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> S
 def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Server:
     """Start `parley serve` and wait until /ready answers 200."""
     server = launch_server(tmp, *args, env=env)
+    wait_ready(server.proc, server.url + "/ready", timeout, server.logs, lambda: stop_server(server))
+    return server
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float, logs: Callable[[], str],
+               give_up: Callable[[], None]) -> None:  # fmt: skip
+    """Wait until `url` answers 200; a process that exits, or is not ready in time, fails with its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.logs()}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{logs()}")
         try:
-            if httpx.get(server.url + "/ready", timeout=2).status_code == 200:
-                return server
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"server not ready after {timeout}s:\n{server.logs()}")
+    give_up()
+    raise RuntimeError(f"not ready after {timeout}s:\n{logs()}")
 
 
 def admin_and_chat_keys(server: Server) -> tuple[str, str]:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from parley.engines.llamacpp.engine import embedded_model_path
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_ready
 
 LAUNCH = ("import runpy, sys; from parley.engines.llamacpp.gguf_model import portable_defaults; "
           "sys.argv[0] = 'llama_cpp.server'\nwith portable_defaults(): "
@@ -44,15 +41,5 @@ def start_upstream(tmp: Path, *, port: int | None = None, ctx: int = 2048, timeo
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     upstream = Upstream(f"http://127.0.0.1:{port}/v1", proc, log, port)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"upstream exited with {proc.returncode}:\n{upstream.logs()}")
-        try:
-            if httpx.get(upstream.url + "/models", timeout=2).status_code == 200:
-                return upstream
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    upstream.kill()
-    raise RuntimeError(f"upstream not ready after {timeout}s:\n{upstream.logs()}")
+    wait_ready(proc, upstream.url + "/models", timeout, upstream.logs, upstream.kill)
+    return upstream
