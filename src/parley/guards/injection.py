@@ -93,16 +93,20 @@ class InjectionScanner:
         self.classifier = classifier
 
     def scan(self, text: str) -> list[Finding]:
+        score, detail = self.score(text)
+        if detail.startswith("rule:") or (self.classifier is not None and score >= self.classifier.threshold):
+            return [Finding(self.name, "injection", score=score, detail=detail)]
+        return []
+
+    def score(self, text: str) -> tuple[float, str]:
+        """How much the text reads as an injection: 1.0 when a rule matches, else the classifier's highest
+        probability over the text's pieces (0.0 without a classifier); and what decided it."""
         readings = variants(text)
         for reading in readings:
             for rule, pattern in RULES:
                 if pattern.search(reading):
-                    return [Finding(self.name, "injection", score=1.0, detail=f"rule:{rule}")]
+                    return 1.0, f"rule:{rule}"
         if self.classifier is None:
-            return []
+            return 0.0, "no classifier"
         pieces = [piece for reading in readings for piece in chunks(reading)]
-        probs = self.classifier.probabilities(pieces)
-        best = float(probs.max())
-        if best >= self.classifier.threshold:
-            return [Finding(self.name, "injection", score=best, detail="classifier")]
-        return []
+        return float(self.classifier.probabilities(pieces).max()), "classifier"

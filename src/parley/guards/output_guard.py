@@ -51,6 +51,8 @@ def _run_start(text: str) -> int:
     return i
 
 
+OFFENSIVE_THRESHOLD = 0.8  # alt-profanity-check's probability from which a sentence counts as offensive
+
 class OutputGuard:
     name = "output_guard"
     stop_reason = "content_filter"
@@ -165,7 +167,7 @@ class OutputGuard:
             scores = self.offensive(parts) if parts else []
             kept: list[str] = []
             for part, score in zip(parts, scores, strict=True):
-                if score >= 0.8:
+                if score >= OFFENSIVE_THRESHOLD:
                     self.findings.append(Finding("offensive", "offensive", score=score))
                     if self.policy.actions["offensive"] is Action.BLOCK:
                         self._block("offensive")
@@ -178,6 +180,6 @@ class OutputGuard:
         if ends:
             done, self._sentence = self._sentence[: ends[-1]], self._sentence[ends[-1] :]
             score = max(self.offensive([done]))
-            if score >= 0.8:
+            if score >= OFFENSIVE_THRESHOLD:
                 self.findings.append(Finding("offensive", "offensive", score=score))
         return text

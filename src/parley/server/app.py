@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from parley import __version__
 from parley.completion_log import CompletionLog
 from parley.config import Settings
+from parley.embeddings import EmbeddingService
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
 from parley.errors import ParleyError
@@ -28,6 +29,8 @@ from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
 from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
 from parley.server.routes import admin, feedback, openai, service, stats, web
+from parley.server.routes import embeddings as embeddings_routes
+from parley.server.routes import moderations as moderations_routes
 from parley.server.routes import profiles as profiles_routes
 from parley.store.adapters import AdapterRepository
 from parley.store.completions import CompletionRepository
@@ -53,6 +56,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         spill = settings.data_dir / "completion-log.spill.jsonl"
         completion_log = CompletionLog(completions, spill, retention_days=settings.log_retention_days)
     adapters = AdapterRepository(db)
+    embedder = EmbeddingService(registry)
     adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds, settings.redis_url)
     metrics = Metrics()
     profiles = Profiles(settings.profiles_path(), check_model=lambda name: _check_model(registry, name),
@@ -97,6 +101,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             if completion_log is not None:
                 await asyncio.to_thread(completion_log.close)
             registry.close()
+            embedder.close()
             await buckets.close()
             db.close()
 
@@ -108,6 +113,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.embeddings = embedder
     app.state.guards = guards
     pipeline = Pipeline(registry.resolve, settings, guards.get, profiles=profiles, tuner=tuner)
     access = AccessControl(KeyRepository(db), buckets)
@@ -135,6 +141,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(RequestContext)  # outermost: every response, errors included, carries the request id
     app.include_router(openai.router)
+    app.include_router(embeddings_routes.router)
+    app.include_router(moderations_routes.router)
     app.include_router(service.router)
     app.include_router(admin.router)
     app.include_router(feedback.router)
