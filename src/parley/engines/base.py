@@ -32,6 +32,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     grammar: str | None = None  # GBNF, for constrained decoding
+    logprobs: int | None = None  # None: none; 0: the chosen token's; k: and the k most likely alternatives
     # the same constraint in OpenAI's form ({"type": "json_object"} or a json_schema), for upstreams that take it
     response_format: dict[str, Any] | None = None
 
@@ -86,6 +87,17 @@ class ToolCallFragment:
 
 
 @dataclass
+class TokenLogprob:
+    """A generated token's log-probability under the model (the log-softmax of its raw logits, before any
+    sampling step), and the most likely alternatives at that position, as OpenAI reports them."""
+
+    token: str
+    bytes: list[int]
+    logprob: float
+    top_logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass
 class Chunk:
     """A piece of a generation. The last chunk of a stream carries `finish_reason` and `stats`.
 
@@ -99,6 +111,7 @@ class Chunk:
     stats: GenerationStats | None = None
     reasoning: str = ""
     tool_calls: list[ToolCallFragment] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per generated token, when asked
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ class Capabilities:
     adapters: bool = False  # per-request LoRA adapters
     adapter_format: str = "gguf"  # the adapter files it loads: "gguf" (llama.cpp) or "peft" (vLLM)
     embeddings: bool = False
+    logprobs: bool = False  # token log-probabilities (SamplingParams.logprobs)
 
 
 @dataclass

@@ -41,6 +41,9 @@ class InputStage:
             turn.note(self.name, profile=name)
         ctx.engine, turn.adapter = ctx.resolve(model)  # raises ModelNotFound
         turn.model = turn.adapter.name if turn.adapter is not None else ctx.engine.info.id
+        wants_logprobs = req.logprobs is True if isinstance(req, ChatCompletionRequest) else req.logprobs is not None
+        if wants_logprobs and not ctx.engine.info.capabilities.logprobs:
+            raise InvalidRequest(f"The model `{turn.model}` does not give logprobs.", param="logprobs")
         if req.n != 1:
             raise InvalidRequest("Only n=1 is supported.", param="n")
         if req.stream_options is not None and not req.stream:
@@ -93,8 +96,8 @@ class InputStage:
     def _chat(self, turn: Turn, req: ChatCompletionRequest) -> None:
         if req.tools:  # tool calling arrives with engines that declare `capabilities.tools`
             raise InvalidRequest("Tool calling is not supported by this server.", param="tools")
-        if req.logprobs:
-            raise InvalidRequest("logprobs are not supported by this server.", param="logprobs")
+        if req.top_logprobs is not None and not req.logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs: true.", param="top_logprobs")
         if len(req.messages) > self.max_messages:
             raise InvalidRequest(f"At most {self.max_messages} messages are allowed.", param="messages")
         structured = 0
@@ -110,8 +113,8 @@ class InputStage:
 
     def _completion(self, turn: Turn, req: CompletionRequest) -> None:
         prompt = req.prompt
-        unsupported = {"echo": req.echo, "suffix": req.suffix, "logprobs": req.logprobs,
-                       "best_of": (req.best_of or 1) > 1}
+        unsupported = {"suffix": req.suffix, "best_of": (req.best_of or 1) > 1,
+                       "echo": req.echo and req.logprobs is not None}  # the prompt's own logprobs: not yet
         for param, value in unsupported.items():
             if value:
                 raise InvalidRequest(f"`{param}` is not supported by this server.", param=param)

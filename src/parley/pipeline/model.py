@@ -13,6 +13,7 @@ from parley.pipeline.context import TurnContext
 from parley.pipeline.preprocess.limits import asked_max_tokens
 from parley.pipeline.stage import BaseStep, TurnStep, run_steps
 from parley.pipeline.turn import Delta, Turn
+from parley.protocol.openai import ChatCompletionRequest
 
 JSON_MAX_TOKENS = 512
 # Under a grammar, a small model that starts repeating never closes the string or the object: a light
@@ -91,6 +92,7 @@ class Params(BaseStep):
             ignore_eos=req.ignore_eos,
             grammar=turn.grammar,
             response_format=openai_response_format(turn),
+            logprobs=asked_logprobs(turn),
         )
         p = turn.params
         turn.note(
@@ -99,6 +101,15 @@ class Params(BaseStep):
             repetition_penalty=p.repetition_penalty, dry_multiplier=p.dry_multiplier,
             constrained=turn.grammar is not None, **decision,
         )  # fmt: skip
+
+
+def asked_logprobs(turn: Turn) -> int | None:
+    """How many alternatives per token the request wants (0: the chosen token's only); None: no logprobs.
+    Chat: `logprobs: true` with `top_logprobs`; completions: `logprobs: k`."""
+    req = turn.request
+    if isinstance(req, ChatCompletionRequest):
+        return (req.top_logprobs or 0) if req.logprobs else None
+    return req.logprobs
 
 
 def openai_response_format(turn: Turn) -> dict[str, Any] | None:
@@ -185,7 +196,8 @@ class ModelStream:
             if chunk.stats.route is not None:
                 self.turn.note(self.stage, upstream=chunk.stats.route)
                 self.turn.route += f"@{chunk.stats.route['replica']}"
-        return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls))
+        return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls),
+                     list(chunk.logprobs))  # fmt: skip
 
     async def stop(self) -> None:
         await self.chunks.stop()

@@ -37,6 +37,7 @@ class OutputStage:
                 pieces.append(delta.text)
                 reasoning.append(delta.reasoning)
                 merge_tool_calls(turn.tool_calls, delta.tool_calls)
+                turn.logprobs.extend(delta.logprobs)
                 turn.usage.completion_tokens += delta.n_tokens
                 if delta.finish_reason:
                     turn.finish_reason = delta.finish_reason

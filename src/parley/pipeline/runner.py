@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from parley.config import Settings
 from parley.pipeline.context import ResolveModel, TurnContext
-from parley.pipeline.final import FinalStage
+from parley.pipeline.final import FinalStage, echo_prefix
 from parley.pipeline.hooks import TurnEndHook
 from parley.pipeline.input import InputStage
 from parley.pipeline.model import MODEL_STEPS, ModelStage, ModelStream
@@ -130,19 +130,24 @@ class Run:
         turn, final = self.turn, self.pipeline.final
         include_usage = bool(turn.request.stream_options and turn.request.stream_options.include_usage)
         role_sent, parts = False, []
+        echo = echo_prefix(turn)
+        offset = len(echo)  # where the next logprobs' tokens start, in the completion's text
         try:
             async for delta in self.deltas:
                 start = time.perf_counter()
                 out: list[ChatCompletionChunk | Completion] = []
-                if delta.text or delta.reasoning or delta.tool_calls:
+                logprobs = delta.logprobs
+                if delta.text or delta.reasoning or delta.tool_calls or logprobs:
                     parts.append(delta.text)
-                    out.append(final.chunk(turn, delta.text or None, role=not role_sent, reasoning=delta.reasoning,
-                                           tool_calls=delta.tool_calls))  # fmt: skip  # first token rides with role
-                    role_sent = True
+                    text = (echo if not role_sent else "") + delta.text
+                    out.append(final.chunk(turn, text or None, role=not role_sent, reasoning=delta.reasoning,
+                                           tool_calls=delta.tool_calls, logprobs=logprobs, offset=offset))  # fmt: skip
+                    role_sent = True  # the first token rides with the role (and a completion's echoed prompt)
+                    offset += sum(len(e.token) for e in logprobs)
                 if delta.finish_reason is not None:
                     turn.text = "".join(parts)
-                    if not role_sent and turn.kind == "chat":
-                        out.append(final.chunk(turn, "", role=True))
+                    if not role_sent and (turn.kind == "chat" or echo):
+                        out.append(final.chunk(turn, echo if turn.kind == "completion" else "", role=True))
                     out.append(final.chunk(turn, None, finish_reason=delta.finish_reason))
                     if include_usage:
                         out.append(final.usage_chunk(turn))

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from parley.engines.base import AdapterRef, SamplingParams, ToolCallFragment
+from parley.engines.base import AdapterRef, SamplingParams, TokenLogprob, ToolCallFragment
 from parley.protocol.openai import ChatCompletionRequest, CompletionRequest, StepTrace, TraceEntry
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class Delta:
     finish_reason: str | None = None
     reasoning: str = ""
     tool_calls: list[ToolCallFragment] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of the tokens generated (they pass through)
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Turn:
     raw_text: str = ""
     reasoning: str = ""
     tool_calls: list[ToolCallFragment] = field(default_factory=list)  # merged: one per call
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # every generated token's, when asked
     # postprocess and final
     text: str = ""
     finish_reason: str | None = None

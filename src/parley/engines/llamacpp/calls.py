@@ -4,6 +4,7 @@ shape; then each output is sampled. A mixin of `ContinuousBatcher`, which owns t
 from __future__ import annotations
 
 import llama_cpp
+import numpy as np
 
 from parley.engines.base import AdapterRef
 from parley.engines.llamacpp.batches import ballast_for, prefill_runs, run_chunk
@@ -140,6 +141,19 @@ class StepCalls:
         for seq, idx in outputs:
             self._sample(seq, idx)
 
+    def _logprobs(self, idx: int, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+        """The log-softmax of output row `idx`'s raw logits at `token`, and the `k` most likely tokens."""
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, idx), shape=(self.model.n_vocab,))
+        row = row.astype(np.float64)
+        top = row.max()
+        lse = top + np.log(np.exp(row - top).sum())
+        best: list[tuple[int, float]] = []
+        if k > 0:
+            ids = np.argpartition(-row, k)[:k]
+            ids = ids[np.argsort(-row[ids], kind="stable")]
+            best = [(int(i), float(row[i] - lse)) for i in ids]
+        return float(row[token] - lse), best
+
     def _sample(self, seq: Sequence, idx: int) -> None:
         token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, idx)
         if self.model.is_eog(token) and not seq.params.ignore_eos:
@@ -148,7 +162,10 @@ class StepCalls:
             return
         seq.n_generated += 1
         self.counters.generated_tokens += 1
-        emit(seq, TokenEvent(token, self.model.piece(token)))
+        event = TokenEvent(token, self.model.piece(token))
+        if seq.params.logprobs is not None:
+            event.logprob, event.top = self._logprobs(idx, token, seq.params.logprobs)
+        emit(seq, event)
         assert seq.slot is not None
         if seq.n_generated >= seq.params.max_tokens or len(seq.slot.tokens) + 1 >= self.n_ctx_seq:
             self.counters.finished += 1

@@ -14,11 +14,19 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from parley.config import LlamaCppSpec
-from parley.engines.base import AdapterRef, Capabilities, Chunk, GenerationRequest, GenerationStats, ModelInfo
+from parley.engines.base import (
+    AdapterRef,
+    Capabilities,
+    Chunk,
+    GenerationRequest,
+    GenerationStats,
+    ModelInfo,
+    TokenLogprob,
+)
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.sampling import build_sampler
 from parley.engines.llamacpp.scheduler import ContinuousBatcher
-from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence
+from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence, TokenEvent
 from parley.engines.stops import StopMatcher
 from parley.errors import EngineFailed, InvalidRequest
 
@@ -77,7 +85,7 @@ class LlamaCppEngine:
             context_window=self.batcher.n_ctx_seq,
             n_vocab=self.model.n_vocab,
             created=int(Path(path).stat().st_mtime),
-            capabilities=Capabilities(chat_template=True, grammar=True, logit_bias=True, adapters=True),
+            capabilities=Capabilities(chat_template=True, grammar=True, logit_bias=True, adapters=True, logprobs=True),
             details={
                 "description": self.model.description,
                 "slots": spec.slots,
@@ -143,16 +151,27 @@ class LlamaCppEngine:
                     return
                 n_tokens += 1
                 text, hit = stops.feed(decoder.decode(event.piece))
+                logprobs = [self._token_logprob(event)] if event.logprob is not None else []
                 if hit:
                     self.batcher.end(seq, STOP)
                     done = True
                     stats = GenerationStats(len(seq.prompt), n_tokens, seq.n_cached, seq.queue_s)
-                    yield Chunk(text, 1, "stop", stats)
+                    yield Chunk(text, 1, "stop", stats, logprobs=logprobs)
                     return
-                yield Chunk(text, 1)
+                yield Chunk(text, 1, logprobs=logprobs)
         finally:
             if not done:
                 self.batcher.end(seq, CANCEL)
+
+    def _token_logprob(self, event: TokenEvent) -> TokenLogprob:
+        def entry(token: int, logprob: float, piece: bytes | None = None) -> TokenLogprob:
+            piece = self.model.piece(token) if piece is None else piece
+            return TokenLogprob(piece.decode("utf-8", "replace"), list(piece), logprob)
+
+        assert event.logprob is not None
+        chosen = entry(event.token, event.logprob, event.piece)
+        chosen.top_logprobs = [entry(t, lp) for t, lp in event.top or []]
+        return chosen
 
     # ---- adapters -------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from parley.engines.base import AdapterRef, SamplingParams
 class TokenEvent:
     token: int
     piece: bytes
+    logprob: float | None = None  # when the request asked for logprobs
+    top: list[tuple[int, float]] | None = None  # the most likely tokens at this position, with theirs
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 
+from parley.engines.base import TokenLogprob
 from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import FilterStep, TextFilter, aclose, select
 from parley.pipeline.turn import Delta, Turn
@@ -67,13 +68,16 @@ class PostprocessStage:
         filters = TimedFilters([s.build(turn, ctx) for s in applied])
         budget = turn.params.max_tokens if turn.params else 0
         used, reason, stopper = 0, None, None
+        logprobs: list[TokenLogprob] = []  # the tokens' logprobs travel with the next piece of text that leaves
         try:
             async for delta in upstream:
                 used += delta.n_tokens
+                logprobs.extend(delta.logprobs)
                 text = filters.feed(delta.text, budget - used)
                 stopper = filters.stopped_by()
                 if text or delta.reasoning or delta.tool_calls:
-                    yield Delta(text, reasoning=delta.reasoning, tool_calls=delta.tool_calls)
+                    yield Delta(text, reasoning=delta.reasoning, tool_calls=delta.tool_calls, logprobs=logprobs)
+                    logprobs = []
                 if delta.finish_reason or stopper:
                     reason = delta.finish_reason
                     break
@@ -90,4 +94,4 @@ class PostprocessStage:
             turn.note(step.name, **f.report())
             turn.step_ran(self.name, step.name, seconds)
         turn.note(self.name, stopped_by=stopper.name if stopper else None)
-        yield Delta(tail, finish_reason=turn.finish_reason)
+        yield Delta(tail, finish_reason=turn.finish_reason, logprobs=logprobs)
