@@ -44,8 +44,8 @@ class InputStage:
         wants_logprobs = req.logprobs is True if isinstance(req, ChatCompletionRequest) else req.logprobs is not None
         if wants_logprobs and not ctx.engine.info.capabilities.logprobs:
             raise InvalidRequest(f"The model `{turn.model}` does not give logprobs.", param="logprobs")
-        if req.n != 1:
-            raise InvalidRequest("Only n=1 is supported.", param="n")
+        if req.n != 1:  # the route runs n turns of n=1 (parley.pipeline.choices)
+            raise InvalidRequest("n > 1 is served by the chat and completions routes only.", param="n")
         if req.stream_options is not None and not req.stream:
             raise InvalidRequest("stream_options is only allowed when stream is true.", param="stream_options")
         turn.stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])

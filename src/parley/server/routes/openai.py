@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from parley.engines.registry import EngineRegistry
-from parley.errors import ModelNotFound
+from parley.errors import InvalidRequest, ModelNotFound
+from parley.pipeline.choices import MAX_N, choice_id, merge_responses, merged_chunks
 from parley.pipeline.runner import Pipeline
 from parley.pipeline.turn import Turn
 from parley.protocol.openai import (
@@ -37,10 +40,40 @@ def wants_trace(request: Request) -> bool:
 
 async def respond(request: Request, turn: Turn) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
-    run = await pipeline.start(turn, key=getattr(request.state, "api_key", None))
+    key = getattr(request.state, "api_key", None)
+    n = turn.request.n
+    if n > 1:
+        return await respond_n(request, turn, n)
+    run = await pipeline.start(turn, key=key)
     if turn.request.stream:
         return sse_response(run.chunks(), run.aclose)
     return JSONResponse(to_wire(await run.response()))
+
+
+async def respond_n(request: Request, turn: Turn, n: int) -> Response:
+    """`n > 1`: n turns of the same request, admitted together (so the engine shares their prompt's cache)."""
+    if n > MAX_N:
+        raise InvalidRequest(f"n may be at most {MAX_N}.", param="n")
+    pipeline: Pipeline = request.app.state.pipeline
+    key = getattr(request.state, "api_key", None)
+    turns = [Turn(kind=turn.kind, request=turn.request.model_copy(update={"n": 1}), want_trace=turn.want_trace,
+                  id=choice_id(turn.id, i), profile_name=turn.profile_name) for i in range(n)]  # fmt: skip
+    started = await asyncio.gather(*(pipeline.start(t, key=key) for t in turns), return_exceptions=True)
+    runs = [r for r in started if not isinstance(r, BaseException)]
+    failed = next((r for r in started if isinstance(r, BaseException)), None)
+    if failed is not None:  # one was refused (a full queue, bad input): none is answered
+        for run in runs:
+            await run.aclose()
+        raise failed
+    if turn.request.stream:
+        merged = merged_chunks(runs, turn.id)
+        return sse_response(merged, merged.aclose)
+    try:
+        responses = [await run.response() for run in runs]
+    finally:
+        for run in runs:
+            await run.aclose()
+    return JSONResponse(to_wire(merge_responses(responses)))
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
