@@ -10,7 +10,10 @@ from parley.guards.injection import InjectionClassifier, InjectionScanner
 from parley.guards.pii import PIIScanner
 from parley.guards.secrets import SecretScanner
 
-DEFAULT_INPUT_POLICY = Policy({"injection": Action.BLOCK, "secrets": Action.REDACT, "pii": Action.REDACT})
+# `tool_injection`: what becomes of a tool's result that reads as an injection (indirect prompt injection):
+# redact withholds the result from the model (the turn goes on), block refuses the request, flag only notes it.
+DEFAULT_INPUT_POLICY = Policy({"injection": Action.BLOCK, "secrets": Action.REDACT, "pii": Action.REDACT,
+                               "tool_injection": Action.REDACT})  # fmt: skip
 
 
 @dataclass

@@ -10,6 +10,8 @@ from parley.pipeline.context import TurnContext
 from parley.pipeline.structured import parse_json_object, render_structured
 from parley.pipeline.turn import Message, Turn
 from parley.protocol.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
+from parley.tools.formats import ToolFormat, format_for
+from parley.tools.spec import parse_tools
 
 if TYPE_CHECKING:
     from parley.profiles.schema import Profile
@@ -52,7 +54,7 @@ class InputStage:
         if len(turn.stops) > MAX_STOP_SEQUENCES:
             raise InvalidRequest(f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.", param="stop")
         if isinstance(req, ChatCompletionRequest):
-            self._chat(turn, req)
+            self._chat(turn, req, ctx)
         else:
             self._completion(turn, req)
 
@@ -93,15 +95,26 @@ class InputStage:
             )
         return next(iter(named.values()), None)
 
-    def _chat(self, turn: Turn, req: ChatCompletionRequest) -> None:
-        if req.tools:  # tool calling arrives with engines that declare `capabilities.tools`
-            raise InvalidRequest("Tool calling is not supported by this server.", param="tools")
+    def _chat(self, turn: Turn, req: ChatCompletionRequest, ctx: TurnContext) -> None:
+        info = ctx.engine_required.info
+        turn.tool_format = format_for(info.details.get("template"))
+        if req.tools:
+            if not info.capabilities.tools:
+                raise InvalidRequest(f"The model `{turn.model}` takes no tools.", param="tools")
+            turn.tools = parse_tools(req.tools, req.tool_choice, req.model_extra.get("parallel_tool_calls"))
+        elif req.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequest("tool_choice needs tools.", param="tool_choice")
         if req.top_logprobs is not None and not req.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs: true.", param="top_logprobs")
         if len(req.messages) > self.max_messages:
             raise InvalidRequest(f"At most {self.max_messages} messages are allowed.", param="messages")
         structured = 0
+        fmt = turn.tool_format
         for i, msg in enumerate(req.messages):
+            calls = (msg.model_extra or {}).get("tool_calls") if msg.role == "assistant" else None
+            if calls or msg.role == "tool":
+                turn.messages.append(tool_message(msg, calls, fmt, f"messages[{i}]"))
+                continue
             message, was_structured = chat_message(msg, f"messages[{i}]")
             if len(message.content) > self.max_message_chars:
                 raise InvalidRequest(
@@ -126,6 +139,22 @@ class InputStage:
             raise InvalidRequest("The prompt must not be empty.", param="prompt")
         turn.raw_prompt = prompt  # type: ignore[assignment]
         turn.note(self.name, prompt_kind="tokens" if isinstance(prompt, list) else "text")
+
+
+def tool_message(msg: ChatMessage, calls: Any, fmt: ToolFormat, where: str) -> Message:
+    """An assistant's tool calls, or a tool's result, as the template's tool format writes them."""
+    if msg.role == "tool":
+        content, _ = message_text(msg, where)
+        return Message(fmt.result_role, fmt.render_result(content))
+    if not isinstance(calls, list):
+        raise InvalidRequest("tool_calls must be a list.", param=f"{where}.tool_calls")
+    parts = [message_text(msg, where)[0]] if msg.content else []
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidRequest("A tool call needs function.name.", param=f"{where}.tool_calls[{j}]")
+        parts.append(fmt.render_call(function["name"], str(function.get("arguments") or "")))
+    return Message("assistant", "\n".join(parts))
 
 
 def chat_message(msg: ChatMessage, where: str) -> tuple[Message, bool]:

@@ -15,6 +15,8 @@ from parley.protocol.openai import ChatCompletionRequest, CompletionRequest, Ste
 
 if TYPE_CHECKING:
     from parley.profiles import Profile
+    from parley.tools.formats import ToolFormat
+    from parley.tools.spec import ToolRequest
 
 
 @dataclass
@@ -113,6 +115,9 @@ class Turn:
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
+    grammar_trigger: str | None = None  # lazy grammar (tool_choice auto): applies from this pattern's match
+    tools: ToolRequest | None = None
+    tool_format: ToolFormat | None = None
     guard: GuardState = field(default_factory=GuardState)
     # model
     params: SamplingParams | None = None

@@ -85,8 +85,10 @@ class LlamaCppEngine:
             context_window=self.batcher.n_ctx_seq,
             n_vocab=self.model.n_vocab,
             created=int(Path(path).stat().st_mtime),
-            capabilities=Capabilities(chat_template=True, grammar=True, logit_bias=True, adapters=True, logprobs=True),
+            capabilities=Capabilities(chat_template=True, grammar=True, tools=True, logit_bias=True, adapters=True,
+                                      logprobs=True),
             details={
+                "template": template,  # the chat template's text: it decides the tool-call format
                 "description": self.model.description,
                 "slots": spec.slots,
                 "kv_cache": spec.kv_cache,

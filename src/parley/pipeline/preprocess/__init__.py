@@ -13,6 +13,7 @@ from parley.pipeline.preprocess.normalize import Normalize
 from parley.pipeline.preprocess.profile import ProfileStep
 from parley.pipeline.preprocess.render import Render
 from parley.pipeline.preprocess.response_format import ResponseFormat
+from parley.pipeline.preprocess.tools import ToolsStep
 from parley.pipeline.stage import TurnStep
 
 PREPROCESS: dict[str, TurnStep] = {
@@ -20,6 +21,7 @@ PREPROCESS: dict[str, TurnStep] = {
     "normalize": Normalize(),
     "guard_input": GuardInput(),
     "response_format": ResponseFormat(),
+    "tools": ToolsStep(),
     "render": Render(),
     "limits": Limits(),
 }

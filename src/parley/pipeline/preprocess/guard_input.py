@@ -12,6 +12,7 @@ from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
 SCANNED_ROLES = ("user", "tool")
+WITHHELD = "[withheld by the guard: this tool result held instructions addressed to the assistant]"
 
 
 class GuardInput(BaseStep):
@@ -30,7 +31,16 @@ class GuardInput(BaseStep):
                 continue
             result = guards.input.check(msg.content, policy)
             if result.findings:
-                verdicts.append({"message": i, "action": result.action, "findings": result.summary()})
+                verdicts.append({"message": i, "role": msg.role, "action": result.action,
+                                 "findings": result.summary()})  # fmt: skip
+            if msg.role == "tool" and any(f.scanner == "injection" for f in result.findings):
+                action = policy.actions.get("tool_injection", Action.REDACT)
+                verdicts[-1]["tool_injection"] = action
+                if action is Action.REDACT:  # the model never reads it; the turn goes on
+                    msg.content = WITHHELD if turn.tool_format is None else turn.tool_format.render_result(WITHHELD)
+                    continue
+                if action is Action.FLAG:
+                    continue
             if result.action is Action.BLOCK:
                 turn.note(self.name, verdicts=verdicts)
                 kinds = sorted({f.kind for f in result.findings if policy.actions.get(f.scanner) is Action.BLOCK})

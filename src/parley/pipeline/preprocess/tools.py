@@ -1,0 +1,39 @@
+"""Step `tools`: the offered functions described in the system prompt in the template's tool format, and the
+grammar that makes every call parse and its arguments match the function's schema: from the first token for
+`tool_choice: required` or a named function, lazily (from the format's opening tag) for `auto`."""
+
+from __future__ import annotations
+
+from parley.errors import InvalidRequest
+from parley.pipeline.context import TurnContext
+from parley.pipeline.stage import BaseStep
+from parley.pipeline.turn import Message, Turn
+from parley.tools.grammar import calls_grammar, lazy_trigger
+
+
+class ToolsStep(BaseStep):
+    name = "tools"
+
+    def applies(self, turn: Turn, ctx: TurnContext) -> bool:
+        return turn.tools is not None
+
+    def run(self, turn: Turn, ctx: TurnContext) -> None:
+        tools, fmt = turn.tools, turn.tool_format
+        assert tools is not None and fmt is not None
+        if tools.choice == "none":
+            turn.note(self.name, choice="none")
+            return
+        if turn.grammar is not None:
+            raise InvalidRequest("Tools cannot be combined with a JSON response format.", param="tools")
+        offered = tools.offered()
+        prompt = fmt.system_prompt(offered, required=tools.choice != "auto")
+        if turn.messages and turn.messages[0].role == "system":
+            turn.messages[0].content = f"{turn.messages[0].content}\n\n{prompt}".strip()
+        else:
+            turn.messages.insert(0, Message("system", prompt))
+        parallel = tools.parallel and tools.choice != "function"
+        turn.grammar = calls_grammar(fmt, offered, parallel=parallel)
+        if tools.choice == "auto":
+            turn.grammar_trigger = lazy_trigger(fmt)
+        turn.note(self.name, choice=tools.choice, tools=[t.name for t in offered], format=fmt.name,
+                  parallel=parallel, grammar="lazy" if turn.grammar_trigger else "from the first token")  # fmt: skip
