@@ -46,7 +46,7 @@ CASES = [
      400, None, "response_format"),
     ("logit-bias-not-token", CHAT, chat(logit_bias={"hello": 5}), 400, None, "logit_bias"),
     ("logit-bias-out-of-range", CHAT, chat(logit_bias={"10": 500}), 400, None, "logit_bias"),
-    ("tools-unsupported", CHAT, chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, None, "tools"),
+    ("tools-invalid", CHAT, chat(tools=[{"type": "retrieval"}]), 400, None, "tools[0]"),
     ("unknown-model", CHAT, chat(model="gpt-9"), 404, "model_not_found", "model"),
     ("max-tokens-beyond-context", CHAT, chat(max_tokens=100_000), 400, "context_length_exceeded", "max_tokens"),
     ("context-overflow", CHAT, chat(messages=[{"role": "user", "content": "word " * 3000}]), 400,

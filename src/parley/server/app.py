@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from parley import __version__
 from parley.completion_log import CompletionLog
@@ -27,6 +28,7 @@ from parley.server.adapter_sync import AdapterSync
 from parley.server.auth import AccessControl, RateLimitHeaders
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
+from parley.server.mcp import MCP_PATH, McpDoor, build_mcp
 from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
 from parley.server.routes import admin, feedback, openai, service, stats, web
 from parley.server.routes import embeddings as embeddings_routes
@@ -78,6 +80,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
             asyncio.get_running_loop().run_in_executor(None, preload)
         syncing = asyncio.create_task(adapter_sync.run())
+        mcp_sessions = mcp_server.session_manager.run()
+        await mcp_sessions.__aenter__()
         tuning = asyncio.create_task(tuner.run())
         if completion_log is not None:
             completion_log.start()
@@ -89,6 +93,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await mcp_sessions.__aexit__(None, None, None)
             syncing.cancel()
             tuning.cancel()
             if metrics_server is not None:
@@ -150,6 +155,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(profiles_routes.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files, name="static")
+    mcp_server = build_mcp(app)
+    mcp_app = mcp_server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True, json_response=True)
+    app.router.routes.append(Route(MCP_PATH, McpDoor(mcp_app.routes[0].endpoint), methods=["GET", "POST", "DELETE"]))
     return app
 
 
