@@ -155,7 +155,12 @@ class ModelStage:
             request = GenerationRequest(turn.id, turn.params, messages=messages, adapter=turn.adapter)
         stream = await engine.generate(request)
         if turn.tools is not None and turn.tools.choice != "none" and turn.tool_format is not None:
-            return ModelStream(turn, ToolCallStream(stream, CallParser(turn.tool_format)), self.name)
+            schemas = {t.name: t.parameters for t in turn.tools.offered()}
+            def noted(parser: CallParser) -> None:
+                turn.note(self.name, tool_calls=parser.calls, tool_calls_dropped=len(parser.failed))
+
+            calls = ToolCallStream(stream, CallParser(turn.tool_format, schemas), noted)
+            return ModelStream(turn, calls, self.name)
         return ModelStream(turn, stream, self.name)
 
 

@@ -1,7 +1,6 @@
 """The GBNF grammar a call must follow: the format's tags around a JSON object whose `name` is one of the
-offered functions and whose `arguments` match that function's parameters schema. With `required` or a named
-function it applies from the first token; with `auto` it applies lazily, from the moment the model writes the
-format's opening tag (llama.cpp's lazy grammar)."""
+offered functions and whose `arguments` match that function's parameters schema. It applies from the first
+token (`required`, a named function)."""
 
 from __future__ import annotations
 
@@ -23,7 +22,3 @@ def calls_grammar(fmt: ToolFormat, tools: list[Tool], *, parallel: bool) -> str:
             f"parley-call ::= {json.dumps(fmt.call_open + chr(10))} parley-call-json "
             f"{json.dumps(chr(10) + fmt.call_close)}\n{inner}")
 
-
-def lazy_trigger(fmt: ToolFormat) -> str:
-    """The pattern that switches the lazy grammar on: llama.cpp applies the grammar from the first group."""
-    return r"[\s\S]*?(" + re.escape(fmt.call_open) + r")[\s\S]*"

@@ -8,13 +8,19 @@ from __future__ import annotations
 import json
 import uuid
 
+import jsonschema
+
 from parley.engines.base import ToolCallFragment
 from parley.tools.formats import ToolFormat
 
 
 class CallParser:
-    def __init__(self, fmt: ToolFormat) -> None:
+    """`schemas`: the offered functions' parameter schemas; a call to another function, or with arguments that
+    do not validate, is dropped and counted in `failed` (a grammar makes that impossible where one applies)."""
+
+    def __init__(self, fmt: ToolFormat, schemas: dict[str, dict] | None = None) -> None:
         self.fmt = fmt
+        self.schemas = schemas
         self.buffer = ""
         self.in_call = False
         self.calls = 0
@@ -28,6 +34,8 @@ class CallParser:
                 at = self.buffer.find(self.fmt.call_open)
                 if at < 0:
                     keep = _partial_suffix(self.buffer, self.fmt.call_open)
+                    if self.calls and not self.buffer[: len(self.buffer) - keep].strip():
+                        break  # after a call, whitespace may separate it from the next: hold it
                     out.append(self.buffer[: len(self.buffer) - keep])
                     self.buffer = self.buffer[len(self.buffer) - keep :]
                     break
@@ -49,7 +57,7 @@ class CallParser:
         if self.in_call:
             self.failed.append(rest)
             return "", []
-        return rest, []
+        return (rest if rest.strip() or not self.calls else ""), []
 
     def _call(self, body: str) -> list[ToolCallFragment]:
         try:
@@ -57,7 +65,9 @@ class CallParser:
             name, arguments = call["name"], call.get("arguments", {})
             if not isinstance(name, str) or not isinstance(arguments, dict):
                 raise ValueError("name and arguments")
-        except (ValueError, KeyError, TypeError):
+            if self.schemas is not None:
+                jsonschema.validate(arguments, self.schemas[name])
+        except (ValueError, KeyError, TypeError, jsonschema.ValidationError):
             self.failed.append(body)
             return []
         index = self.calls

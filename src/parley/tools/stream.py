@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from parley.engines.base import Chunk, GenerationStream
@@ -9,8 +10,9 @@ from parley.tools.parser import CallParser
 
 
 class ToolCallStream:
-    def __init__(self, chunks: GenerationStream, parser: CallParser) -> None:
-        self.chunks, self.parser = chunks, parser
+    def __init__(self, chunks: GenerationStream, parser: CallParser,
+                 on_finish: Callable[[CallParser], None] = lambda parser: None) -> None:  # fmt: skip
+        self.chunks, self.parser, self.on_finish = chunks, parser, on_finish
         self.raw: list[str] = []  # the model's text as generated, calls included (for the trace)
 
     def __aiter__(self) -> ToolCallStream:
@@ -26,6 +28,7 @@ class ToolCallStream:
             text, fragments = text + rest, fragments + more
             if self.parser.calls and finish == "stop":
                 finish = "tool_calls"
+            self.on_finish(self.parser)
         return replace(chunk, text=text, tool_calls=[*chunk.tool_calls, *fragments], finish_reason=finish)
 
     async def stop(self) -> None:

@@ -1,6 +1,11 @@
 """Step `tools`: the offered functions described in the system prompt in the template's tool format, and the
-grammar that makes every call parse and its arguments match the function's schema: from the first token for
-`tool_choice: required` or a named function, lazily (from the format's opening tag) for `auto`."""
+grammar that makes every call parse and its arguments match the function's schema, from the first token, for
+`tool_choice: required` or a named function.
+
+`auto` runs without a grammar for now: llama.cpp's lazy grammar (applied from the opening tag) throws a C++
+exception through its C API when the token that completes the trigger carries text the grammar cannot take
+(seen: "<tool_call></"), which ends the whole process. Under `auto`, a call that does not parse or whose
+arguments do not validate is dropped (and counted in the trace), so every call returned is valid."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from parley.errors import InvalidRequest
 from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Message, Turn
-from parley.tools.grammar import calls_grammar, lazy_trigger
+from parley.tools.grammar import calls_grammar
 
 
 class ToolsStep(BaseStep):
@@ -32,8 +37,7 @@ class ToolsStep(BaseStep):
         else:
             turn.messages.insert(0, Message("system", prompt))
         parallel = tools.parallel and tools.choice != "function"
-        turn.grammar = calls_grammar(fmt, offered, parallel=parallel)
-        if tools.choice == "auto":
-            turn.grammar_trigger = lazy_trigger(fmt)
+        if tools.choice != "auto":
+            turn.grammar = calls_grammar(fmt, offered, parallel=parallel)
         turn.note(self.name, choice=tools.choice, tools=[t.name for t in offered], format=fmt.name,
-                  parallel=parallel, grammar="lazy" if turn.grammar_trigger else "from the first token")  # fmt: skip
+                  parallel=parallel, grammar="from the first token" if turn.grammar else "none (calls validated)")
