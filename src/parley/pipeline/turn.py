@@ -115,7 +115,6 @@ class Turn:
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
-    grammar_trigger: str | None = None  # lazy grammar (tool_choice auto): applies from this pattern's match
     tools: ToolRequest | None = None
     tool_format: ToolFormat | None = None
     guard: GuardState = field(default_factory=GuardState)

@@ -51,17 +51,7 @@ def build_sampler(model: GGUFModel, params: SamplingParams, *, context: int) -> 
                 last_n, arr, len(breakers),
             )
         )  # fmt: skip
-    if params.grammar and params.grammar_trigger:
-        patterns = (ctypes.c_char_p * 1)(params.grammar_trigger.encode())
-        no_tokens = (llama_cpp.llama_token * 1)()
-        grammar = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
-            model.vocab, params.grammar.encode(), b"root", patterns, 1, no_tokens, 0
-        )
-        if not grammar:
-            llama_cpp.llama_sampler_free(chain)
-            raise InvalidRequest("the tool-call grammar could not be compiled", param="tools")
-        add(grammar)
-    elif params.grammar:
+    if params.grammar:
         grammar = llama_cpp.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
         if not grammar:
             llama_cpp.llama_sampler_free(chain)

@@ -4,7 +4,7 @@ upstream's flavor, and the `Chunk`s its stream events become."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from parley.config import UpstreamSpec
@@ -63,7 +63,6 @@ class StreamState:
     usage: dict[str, Any] | None = None
     counted: int = 0
     done: bool = False
-    tool_ids: dict[int, str] = field(default_factory=dict)
 
     def stats(self) -> GenerationStats:
         usage = self.usage or {}
