@@ -36,7 +36,7 @@ def _expiry(text: str | None) -> datetime | None:
 @keys_app.command("create")
 def create(
     name: Annotated[str, typer.Option(help="who or what uses the key")],
-    scopes: Annotated[str, typer.Option(help="comma-separated: chat, feedback, admin")] = "chat",
+    scopes: Annotated[str, typer.Option(help="comma-separated: chat, feedback, admin, tools")] = "chat",
     rpm: Annotated[int | None, typer.Option(help="requests per minute", min=1)] = None,
     tpm: Annotated[int | None, typer.Option(help="tokens per minute", min=1)] = None,
     expires: Annotated[str | None, typer.Option(help="expiry date, ISO 8601")] = None,

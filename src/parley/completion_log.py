@@ -55,7 +55,7 @@ def row_of(turn: Turn, ctx: TurnContext) -> dict[str, Any]:
     timing = turn.timing
     error = f"{type(turn.error).__name__}: {turn.error}"[:500] if turn.error is not None else None
     return {
-        "id": turn.id, "created_at": datetime.fromtimestamp(timing.started_at, UTC),
+        "id": turn.log_id, "created_at": datetime.fromtimestamp(timing.started_at, UTC),
         "key_id": ctx.key.id if ctx.key is not None else None, "kind": turn.kind,
         "model": ctx.engine.info.id if ctx.engine is not None else turn.request.model,
         "adapter": turn.adapter.name if turn.adapter is not None else None, "profile": profile,

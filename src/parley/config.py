@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,6 +99,38 @@ class UpstreamSpec(BaseModel):
         return self.api_key
 
 
+class McpServerSpec(BaseModel):
+    """An MCP server whose tools Parley may run for a chat that opts in (docs/tools.md). Exactly one of `url`
+    (streamable HTTP) and `command` (a program spoken to over stdio)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="what requests and profiles call it")
+    url: str | None = Field(None, description="streamable HTTP endpoint, e.g. http://tools:9000/mcp")
+    command: list[str] | None = Field(None, min_length=1, description="stdio: the program and its arguments")
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment for the program")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP: headers sent with every request")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="HTTP: header name → environment variable holding its value"
+    )
+    allow: list[str] = Field(description='the tools the model may call: names, or ["*"] for all the server lists')
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to connect and list the tools")
+    call_timeout: float = Field(30.0, gt=0, description="longest one tool call may take, in seconds")
+    max_result_chars: int = Field(8000, ge=100, description="a longer result is cut to this for the model")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"MCP server {self.name!r}: give exactly one of url and command")
+        return self
+
+    def allows(self, tool: str) -> bool:
+        return "*" in self.allow or tool in self.allow
+
+    def http_headers(self) -> dict[str, str]:
+        return self.headers | {h: os.environ.get(var, "") for h, var in self.headers_env.items()}
+
+
 # Engine kinds, by their `kind` field. A new kind: its spec here and its loader in engines/registry.py.
 EngineSpec = Annotated[LlamaCppSpec | UpstreamSpec, Field(discriminator="kind")]
 
@@ -117,6 +149,11 @@ class Settings(BaseSettings, LlamaCppOptions):
     engines: list[EngineSpec] = Field(
         default_factory=list, description="engines to serve, by kind; default: one embedded llama.cpp engine"
     )
+
+    # Tools Parley runs itself, from MCP servers (docs/tools.md).
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP servers chats may opt in to")
+    mcp_max_steps: int = Field(4, ge=1, le=32, description="model turns that may call tools, per request")
+    mcp_time_budget: float = Field(60.0, gt=0, description="seconds a request's tool loop may take in all")
 
     # The pipeline: which steps run, in order; default: every default step (docs/pipeline.md lists them).
     preprocess_steps: list[str] | None = Field(None, description="e.g. normalize,guard_input,render,limits")

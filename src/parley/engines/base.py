@@ -32,6 +32,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     grammar: str | None = None  # GBNF, for constrained decoding
+    grammar_trigger: str | None = None  # the grammar applies only after the model writes this (lazily)
     logprobs: int | None = None  # None: none; 0: the chosen token's; k: and the k most likely alternatives
     # the same constraint in OpenAI's form ({"type": "json_object"} or a json_schema), for upstreams that take it
     response_format: dict[str, Any] | None = None

@@ -32,7 +32,7 @@ class InputStage:
     def run(self, turn: Turn, ctx: TurnContext) -> None:
         req = turn.request
         model: str | None = req.model
-        if (name := self._profile_name(turn)) is not None:
+        if (name := self.profile_name(turn)) is not None:
             profile = ctx.profiles.get(name) if ctx.profiles is not None else None
             if profile is None:
                 param = "model" if req.model.startswith(PROFILE_PREFIX) else "metadata.profile"
@@ -75,7 +75,7 @@ class InputStage:
         return chosen or profile.model
 
     @staticmethod
-    def _profile_name(turn: Turn) -> str | None:
+    def profile_name(turn: Turn) -> str | None:
         """The profile asked for: `model: "profile/NAME"`, the `X-Parley-Profile` header, or
         `metadata.profile`; two that disagree are an error."""
         req = turn.request

@@ -37,6 +37,7 @@ class Params(BaseStep):
         req = turn.request
         profile = turn.profile.params if turn.profile is not None else None
         room = ctx.engine_required.info.context_window - len(turn.prompt_tokens)
+        json_answer = turn.constrained
         decision: dict[str, object] = {}
 
         def chosen(name: str, asked: object = None) -> object:
@@ -52,7 +53,7 @@ class Params(BaseStep):
             guess = estimate(user_text)
             decision["complexity"] = {"score": guess.score, "tier": guess.tier, **guess.features}
             budget, guessed_temperature = guess.max_tokens, guess.temperature
-            if ctx.tuner is not None and turn.profile is not None and turn.profile.adaptive and not turn.grammar:
+            if ctx.tuner is not None and turn.profile is not None and turn.profile.adaptive and not json_answer:
                 pick = ctx.tuner.choose(turn.profile.name, guess.tier)
                 decision["adaptive"] = pick.detail
                 budget, guessed_temperature = pick.max_tokens(guess.max_tokens), pick.temperature
@@ -61,17 +62,17 @@ class Params(BaseStep):
                     decision["top_p_from"] = "adaptive"
             source = "adaptive" if "adaptive" in decision else "estimate"
             if max_tokens is None:
-                max_tokens = min(JSON_MAX_TOKENS if turn.grammar else budget, room)
+                max_tokens = min(JSON_MAX_TOKENS if json_answer else budget, room)
                 decision["max_tokens_from"] = source
             if temperature is None:
-                temperature = 0.2 if turn.grammar else guessed_temperature
+                temperature = 0.2 if json_answer else guessed_temperature
                 decision["temperature_from"] = source
         if decision.get("max_tokens_from") == "profile":
             max_tokens = min(int(max_tokens), room)  # type: ignore[call-overload]
         repetition_penalty, dry = chosen("repetition_penalty"), req.dry_multiplier
         presence, frequency = chosen("presence_penalty"), chosen("frequency_penalty")
         client_penalties = any(v is not None for v in (repetition_penalty, dry, frequency, presence))
-        if turn.grammar and not client_penalties:
+        if json_answer and not client_penalties:
             repetition_penalty, dry = JSON_REPETITION_PENALTY, JSON_DRY_MULTIPLIER
             decision["penalties_from"] = "json_default"
         top_k, min_p = chosen("top_k"), chosen("min_p")
@@ -93,6 +94,7 @@ class Params(BaseStep):
             stop=turn.stops,
             ignore_eos=req.ignore_eos,
             grammar=turn.grammar,
+            grammar_trigger=turn.grammar_trigger,
             response_format=openai_response_format(turn) if turn.tools is None else None,
             logprobs=asked_logprobs(turn),
         )

@@ -115,8 +115,11 @@ class Turn:
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
+    grammar_trigger: str | None = None  # the grammar applies after the model writes this (tools under auto)
     tools: ToolRequest | None = None
     tool_format: ToolFormat | None = None
+    server_tools: frozenset[str] = frozenset()  # tools Parley runs itself (MCP), in a tool loop's step
+    step: int = 0  # the step of a tool loop
     guard: GuardState = field(default_factory=GuardState)
     # model
     params: SamplingParams | None = None
@@ -142,6 +145,19 @@ class Turn:
     # when each stage and each step that runs in one piece ran ("stage" or "stage.step" → perf_counter start,
     # end); a streaming stage's window spans its first to its last delta
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def log_id(self) -> str:
+        """The completion log's id: the response id, or for a tool-loop step whose calls Parley ran,
+        `<id>-step<N>` (the response id belongs to the answer)."""
+        if self.server_tools and self.tool_calls and all(c.name in self.server_tools for c in self.tool_calls):
+            return f"{self.id}-step{self.step}"
+        return self.id
+
+    @property
+    def constrained(self) -> bool:
+        """The whole answer follows a grammar (JSON); tool calls under `auto` constrain only the calls."""
+        return self.grammar is not None and self.grammar_trigger is None
 
     def note(self, name: str, **detail: Any) -> None:
         """Record what a stage or step changed or decided; it appears in the trace under that name."""

@@ -72,6 +72,10 @@ class Profile(BaseModel):
         description="the model by the prompt's complexity tier (simple, moderate, complex), e.g. simple prompts "
         "to the embedded model and complex ones to an upstream; a tier left out goes to `model`",
     )
+    mcp_servers: list[str] = Field(
+        default_factory=list, description="MCP servers (of the settings) whose allowed tools this profile's chats use"
+    )
+    mcp_max_steps: int | None = Field(None, ge=1, le=32, description="default: the server's mcp_max_steps")
     builtin: bool = Field(False, exclude=True)
     _grammar: str | None = PrivateAttr(None)
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from parley import __version__
+from parley.agent.servers import McpServers
 from parley.completion_log import CompletionLog
 from parley.config import Settings
 from parley.embeddings import EmbeddingService
@@ -59,6 +60,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         completion_log = CompletionLog(completions, spill, retention_days=settings.log_retention_days)
     adapters = AdapterRepository(db)
     embedder = EmbeddingService(registry)
+    tool_servers = McpServers(settings.mcp_servers)
     adapter_sync = AdapterSync(adapters, registry, settings.adapter_poll_seconds, settings.redis_url)
     metrics = Metrics()
     profiles = Profiles(settings.profiles_path(), check_model=lambda name: _check_model(registry, name),
@@ -105,6 +107,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     await task
             if completion_log is not None:
                 await asyncio.to_thread(completion_log.close)
+            await tool_servers.close()
             registry.close()
             embedder.close()
             await buckets.close()
@@ -119,6 +122,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.embeddings = embedder
+    app.state.tool_servers = tool_servers
     app.state.guards = guards
     pipeline = Pipeline(registry.resolve, settings, guards.get, profiles=profiles, tuner=tuner)
     access = AccessControl(KeyRepository(db), buckets)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from parley.store.db import Database
 from parley.store.models import ApiKeyRow
 
-SCOPES = ("chat", "feedback", "admin")
+SCOPES = ("chat", "feedback", "admin", "tools")  # tools: chats that run MCP tools on the server
 KEY_PREFIX = "pk-"
 
 

@@ -155,7 +155,19 @@ class StepCalls:
         return float(row[token] - lse), best
 
     def _sample(self, seq: Sequence, idx: int) -> None:
-        token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, idx)
+        lazy = seq.lazy
+        if lazy is not None and lazy.forced:
+            token = lazy.forced.popleft()
+            llama_cpp.llama_sampler_accept(seq.sampler, token)
+        else:
+            token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, idx)
+            if lazy is not None and not lazy.ready and not self.model.is_eog(token):
+                tokenize = lambda data: self.model.tokenize_bytes(data, add_special=False, parse_special=True)  # noqa: E731
+                instead = lazy.watch(self.model.piece(token, special=True), tokenize)
+                if instead:
+                    token = instead[0]
+                    lazy.forced.extend(instead[1:])
+                    self.counters.lazy_grammar_rewrites += 1
         if self.model.is_eog(token) and not seq.params.ignore_eos:
             self.counters.finished += 1
             self._finish(seq, "stop")
@@ -166,6 +178,10 @@ class StepCalls:
         if seq.params.logprobs is not None:
             event.logprob, event.top = self._logprobs(idx, token, seq.params.logprobs)
         emit(seq, event)
+        if lazy is not None and lazy.ready and not lazy.forced and not lazy.armed:
+            llama_cpp.llama_sampler_free(seq.sampler)  # the trigger is complete: from here on, the grammar
+            seq.sampler, lazy.chain, lazy.armed = lazy.chain, None, True
+            self.counters.lazy_grammar_armed += 1
         assert seq.slot is not None
         if seq.n_generated >= seq.params.max_tokens or len(seq.slot.tokens) + 1 >= self.n_ctx_seq:
             self.counters.finished += 1

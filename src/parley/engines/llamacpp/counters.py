@@ -18,6 +18,8 @@ class BatcherCounters:
     generated_tokens: int = 0
     decode_errors: int = 0
     prefix_copies: int = 0
+    lazy_grammar_armed: int = 0  # sequences whose grammar applied once they wrote its trigger
+    lazy_grammar_rewrites: int = 0  # tokens that overshot a trigger, replaced by the text up to its end
 
     def report(self) -> dict[str, int]:
         c = asdict(self)

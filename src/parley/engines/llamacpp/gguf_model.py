@@ -95,7 +95,9 @@ class GGUFModel:
     # ---- vocabulary -------------------------------------------------------------------------------
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
-        data = text.encode("utf-8")
+        return self.tokenize_bytes(text.encode("utf-8"), add_special=add_special, parse_special=parse_special)
+
+    def tokenize_bytes(self, data: bytes, *, add_special: bool, parse_special: bool) -> list[int]:
         n_max = len(data) + 16
         while True:
             arr = (llama_cpp.llama_token * n_max)()

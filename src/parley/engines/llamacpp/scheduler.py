@@ -325,4 +325,6 @@ class ContinuousBatcher(StepCalls):
         if seq.sampler:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
+        if seq.lazy is not None:
+            seq.lazy.free()
         emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error, seq.queue_s))

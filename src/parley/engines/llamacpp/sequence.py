@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from parley.engines.base import AdapterRef, SamplingParams
+from parley.engines.llamacpp.lazy import LazyGrammar
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Sequence:
     sampler: llama_cpp.llama_sampler_p | None
     emit: Callable[[Event], None]
     adapter: AdapterRef | None = None
+    lazy: LazyGrammar | None = None  # a grammar that applies after a trigger, with its chain built in advance
     end_requested: str | None = None  # CANCEL or STOP, set from any thread
     slot: Slot | None = None
     n_prompt_done: int = 0

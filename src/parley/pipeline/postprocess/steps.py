@@ -15,7 +15,7 @@ from parley.pipeline.turn import Turn
 
 def shapes_prose(turn: Turn) -> bool:
     """Free text that the clean-up may reshape: not JSON, not a benchmark's fixed-length answer."""
-    return turn.grammar is None and not turn.request.ignore_eos
+    return not turn.constrained and not turn.request.ignore_eos
 
 
 class LeakedTokens(BaseStep):
@@ -37,7 +37,7 @@ class Html(BaseStep):
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
         return (
-            ctx.guards is not None and turn.grammar is None
+            ctx.guards is not None and not turn.constrained
             and "html" in ctx.guards.output_policy(ctx.key_policy).actions
         )  # fmt: skip
 

@@ -1,11 +1,8 @@
 """Step `tools`: the offered functions described in the system prompt in the template's tool format, and the
-grammar that makes every call parse and its arguments match the function's schema, from the first token, for
-`tool_choice: required` or a named function.
-
-`auto` runs without a grammar for now: llama.cpp's lazy grammar (applied from the opening tag) throws a C++
-exception through its C API when the token that completes the trigger carries text the grammar cannot take
-(seen: "<tool_call></"), which ends the whole process. Under `auto`, a call that does not parse or whose
-arguments do not validate is dropped (and counted in the trace), so every call returned is valid."""
+grammar that makes every call parse and its arguments match the function's schema: from the first token for
+`tool_choice: required` or a named function; under `auto`, from just after the model writes the format's
+opening tag (the engine's lazy grammar, engines/llamacpp/lazy.py), so that free text stays free. A call that
+still does not parse (cut off by the token budget) is dropped and counted in the trace."""
 
 from __future__ import annotations
 
@@ -39,5 +36,8 @@ class ToolsStep(BaseStep):
         parallel = tools.parallel and tools.choice != "function"
         if tools.choice != "auto":
             turn.grammar = calls_grammar(fmt, offered, parallel=parallel)
-        turn.note(self.name, choice=tools.choice, tools=[t.name for t in offered], format=fmt.name,
-                  parallel=parallel, grammar="from the first token" if turn.grammar else "none (calls validated)")
+        else:
+            turn.grammar = calls_grammar(fmt, offered, parallel=parallel, after_open=True)
+            turn.grammar_trigger = fmt.call_open
+        turn.note(self.name, choice=tools.choice, tools=[t.name for t in offered], format=fmt.name, parallel=parallel,
+                  grammar=f"after {fmt.call_open}" if turn.grammar_trigger else "from the first token")  # fmt: skip

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(Access
 
 class KeyCreate(Body):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[Literal["chat", "feedback", "admin"]] = Field(min_length=1)
+    scopes: list[Literal["chat", "feedback", "admin", "tools"]] = Field(min_length=1)
     rpm: int | None = Field(None, ge=1, description="requests per minute")
     tpm: int | None = Field(None, ge=1, description="tokens per minute")
     expires_at: datetime | None = None

@@ -7,9 +7,11 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from parley.agent.loop import ToolLoop
 from parley.engines.registry import EngineRegistry
 from parley.errors import InvalidRequest, ModelNotFound
 from parley.pipeline.choices import MAX_N, choice_id, merge_responses, merged_chunks
+from parley.pipeline.input import InputStage
 from parley.pipeline.runner import Pipeline
 from parley.pipeline.turn import Turn
 from parley.protocol.openai import (
@@ -42,12 +44,52 @@ async def respond(request: Request, turn: Turn) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
     key = getattr(request.state, "api_key", None)
     n = turn.request.n
+    if isinstance(turn.request, ChatCompletionRequest) and (loop := await tool_loop(request, turn)) is not None:
+        if n > 1:
+            raise InvalidRequest("n > 1 cannot be combined with MCP tools.", param="n")
+        if turn.request.stream:
+            return sse_response(loop.chunks(), loop.aclose)
+        try:
+            return JSONResponse(to_wire(await loop.response()))
+        finally:
+            await loop.aclose()
     if n > 1:
         return await respond_n(request, turn, n)
     run = await pipeline.start(turn, key=key)
     if turn.request.stream:
         return sse_response(run.chunks(), run.aclose)
     return JSONResponse(to_wire(await run.response()))
+
+
+async def tool_loop(request: Request, turn: Turn) -> ToolLoop | None:
+    """The MCP tool loop, when the chat opts in: the request's `mcp_servers`, else its profile's. Running tools
+    on the server takes a key with the `tools` scope (docs/tools.md)."""
+    body = turn.request
+    extra = body.model_extra or {}
+    asked, param = extra.get("mcp_servers"), "mcp_servers"
+    profile = None
+    if asked is None:
+        name = InputStage.profile_name(turn)
+        profiles = request.app.state.profiles
+        profile = profiles.get(name) if name is not None else None
+        asked, param = (profile.mcp_servers if profile is not None else None), "profile.mcp_servers"
+    if not asked:
+        return None
+    if not isinstance(asked, list) or not all(isinstance(n, str) for n in asked):
+        raise InvalidRequest("mcp_servers is a list of MCP server names.", param="mcp_servers")
+    key = getattr(request.state, "api_key", None)
+    await request.app.state.access.authenticate(request, "tools")
+    settings = request.app.state.settings
+    max_steps = profile.mcp_max_steps if profile is not None and profile.mcp_max_steps else settings.mcp_max_steps
+    if (steps := extra.get("mcp_max_steps")) is not None:
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= max_steps:
+            raise InvalidRequest(f"mcp_max_steps is an integer from 1 to {max_steps}.", param="mcp_max_steps")
+        max_steps = steps
+    servers = request.app.state.tool_servers.pick(asked, param)
+    loop = ToolLoop(request.app.state.pipeline, turn, key, servers, max_steps=max_steps,
+                    time_budget=settings.mcp_time_budget)  # fmt: skip
+    await loop.open()
+    return loop
 
 
 async def respond_n(request: Request, turn: Turn, n: int) -> Response:
