@@ -107,6 +107,8 @@ def test_a_chat_uses_an_mcp_servers_tool_whole_and_streamed_alike(setup, server)
     choice = whole.choices[0]
     assert choice.message.tool_calls is None and choice.finish_reason in ("stop", "length")
     assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
+    metrics = httpx.get(setup.srv.url + "/metrics", timeout=10).text
+    assert f'parley_mcp_tool_calls_total{{outcome="ok",server="{server}",tool="add"}}' in metrics
 
     chunks = list(ask(client, stream=True, mcp_servers=[server],
                       tool_choice={"type": "function", "function": {"name": "add"}}))  # fmt: skip

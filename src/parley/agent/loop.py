@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from parley.agent.servers import McpServer, ServerTool
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
 class ToolLoop:
     def __init__(self, pipeline: Pipeline, turn: Turn, key: ApiKey | None, servers: list[McpServer], *,
-                 max_steps: int, time_budget: float) -> None:  # fmt: skip
-        self.pipeline, self.turn, self.key, self.servers = pipeline, turn, key, servers
+                 max_steps: int, time_budget: float,
+                 on_call: Callable[[str, str, str], None] = lambda server, tool, outcome: None) -> None:  # fmt: skip
+        self.pipeline, self.turn, self.key, self.servers, self.on_call = pipeline, turn, key, servers, on_call
         self.max_steps, self.time_budget = max_steps, time_budget
         self.offered: dict[str, ServerTool] = {}
         self.request = turn.request
@@ -99,6 +100,7 @@ class ToolLoop:
             server = next(s for s in self.servers if s.spec.name == tool.server)
             start = time.perf_counter()
             outcome = await server.call(tool.name, json.loads(call.arguments or "{}"), max(self._left(), 0.001))
+            self.on_call(tool.server, tool.name, outcome.kind)
             return {"server": tool.server, "tool": tool.name, "id": call.id, "arguments": call.arguments,
                     "ok": outcome.ok, "error": outcome.error, "seconds": round(time.perf_counter() - start, 4),
                     "result_chars": len(outcome.text), "_text": outcome.text}  # fmt: skip

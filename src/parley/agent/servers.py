@@ -48,6 +48,7 @@ class CallOutcome:
     text: str  # what the model is given
     ok: bool
     error: str | None = None
+    kind: str = "ok"  # ok | error | timeout | unavailable (the metric's outcome)
 
 
 class McpServer:
@@ -126,22 +127,22 @@ class McpServer:
 
     async def call(self, name: str, arguments: dict[str, Any], timeout: float) -> CallOutcome:
         if not self.spec.allows(name):  # the model is never offered it; this guards the door anyway
-            return CallOutcome(f"Error: the tool {name} is not allowed.", False, "not allowed")
+            return CallOutcome(f"Error: the tool {name} is not allowed.", False, "not allowed", "error")
         try:
             client = await self.client()
             result = await asyncio.wait_for(client.call_tool(name, arguments), min(timeout, self.spec.call_timeout))
         except TimeoutError:
-            return CallOutcome(f"Error: the tool {name} did not answer in time.", False, "timeout")
+            return CallOutcome(f"Error: the tool {name} did not answer in time.", False, "timeout", "timeout")
         except ToolServerUnavailable as exc:
-            return CallOutcome(f"Error: the tool {name} is unavailable.", False, exc.message)
+            return CallOutcome(f"Error: the tool {name} is unavailable.", False, exc.message, "unavailable")
         except Exception as exc:  # noqa: BLE001 - the model is told; the session is renewed next time
             await self._drop()
-            return CallOutcome(f"Error: the tool {name} failed.", False, f"{type(exc).__name__}: {exc}")
+            return CallOutcome(f"Error: the tool {name} failed.", False, f"{type(exc).__name__}: {exc}", "unavailable")
         text = result_text(result)
         if len(text) > self.spec.max_result_chars:
             text = text[: self.spec.max_result_chars] + " [cut]"
         if result.is_error:
-            return CallOutcome(f"Error: {text}", False, "the tool reported an error")
+            return CallOutcome(f"Error: {text}", False, "the tool reported an error", "error")
         return CallOutcome(text, True)
 
     async def _drop(self) -> None:

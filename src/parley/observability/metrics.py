@@ -99,6 +99,8 @@ class Metrics:
         self.routes = counter("parley_route", "Turns by the route the model stage took (engine kind, model, and "
                               "an upstream's replica) and the profile.", ["profile", "route"])  # fmt: skip
         self.feedback = counter("parley_feedback", "Ratings received, by rating.", ["rating"])
+        self.mcp_calls = counter("parley_mcp_tool_calls", "Tool calls Parley ran on MCP servers, by outcome (ok, "
+                                 "error, timeout, unavailable).", ["server", "tool", "outcome"])  # fmt: skip
         self.http_requests = counter("parley_http_requests", "HTTP requests by method, route template and status.",
                                      ["method", "route", "status"])  # fmt: skip
         self.http_latency = histogram("parley_http_request_duration_seconds", "HTTP request duration, to the last "

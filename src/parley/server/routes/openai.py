@@ -86,8 +86,10 @@ async def tool_loop(request: Request, turn: Turn) -> ToolLoop | None:
             raise InvalidRequest(f"mcp_max_steps is an integer from 1 to {max_steps}.", param="mcp_max_steps")
         max_steps = steps
     servers = request.app.state.tool_servers.pick(asked, param)
+    counted = request.app.state.metrics.mcp_calls
     loop = ToolLoop(request.app.state.pipeline, turn, key, servers, max_steps=max_steps,
-                    time_budget=settings.mcp_time_budget)  # fmt: skip
+                    time_budget=settings.mcp_time_budget,
+                    on_call=lambda server, tool, outcome: counted.labels(server, tool, outcome).inc())  # fmt: skip
     await loop.open()
     return loop
 
