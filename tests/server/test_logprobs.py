@@ -2,7 +2,7 @@
 `logprobs`, whole and streamed, in OpenAI's formats. The values are the model's log-softmax at each generated
 position: the test recomputes them with llama-cpp-python's own API on the same GGUF, evaluating the prompt and
 then each generated token as the deterministic server does (flash attention, micro-batches under 64 rows), and
-compares within 1e-3 (measured here: equal)."""
+compares within 1e-3 (measured here: equal). With `echo`, the prompt's own tokens are compared the same way."""
 
 from __future__ import annotations
 
@@ -102,7 +102,6 @@ def test_echo_puts_the_prompt_before_the_answer(client):
         ({"messages": MESSAGES, "top_logprobs": 2}, "top_logprobs"),
         ({"messages": MESSAGES, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"prompt": "Hi", "logprobs": 6}, "logprobs"),
-        ({"prompt": "Hi", "logprobs": 1, "echo": True}, "echo"),
     ],
 )
 def test_logprob_requests_that_cannot_be_served(server, body, param):
@@ -117,3 +116,34 @@ def test_no_logprobs_unless_asked(client):
     assert resp.choices[0].logprobs is None
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4, top_logprobs=1)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_echo_with_logprobs_gives_the_prompts_own(client, server, logits_llama, stream):
+    prompt = "The capital of France is"
+    ask = {"model": MODEL, "prompt": prompt, "max_tokens": 4, "temperature": 0, "logprobs": 2, "echo": True}
+    if stream:
+        chunks = [c.choices[0] for c in client.completions.create(**ask, stream=True) if c.choices]
+        text = "".join(c.text for c in chunks)
+        lp = {k: [x for c in chunks if c.logprobs for x in getattr(c.logprobs, k)]
+              for k in ("tokens", "token_logprobs", "top_logprobs", "text_offset")}  # fmt: skip
+    else:
+        choice = client.completions.create(**ask).choices[0]
+        text, lp = choice.text, {k: getattr(choice.logprobs, k) for k in ("tokens", "token_logprobs",
+                                                                          "top_logprobs", "text_offset")}  # fmt: skip
+    tokens = httpx.post(server.url + "/tokenize", json={"model": MODEL, "prompt": prompt}, timeout=30).json()["tokens"]
+    n = len(tokens)
+    assert text.startswith(prompt) and "".join(lp["tokens"]) == text
+    assert "".join(lp["tokens"][:n]) == prompt and len(lp["tokens"]) == n + 4
+    offsets = lp["text_offset"]
+    assert offsets[0] == 0 and all(b - a == len(t) for a, b, t in zip(offsets, offsets[1:], lp["tokens"], strict=False))
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None  # nothing predicts the first token
+    logits_llama.reset()
+    logits_llama.eval(tokens)
+    rows = np.array(logits_llama.scores[: n - 1], dtype=np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    reference = rows - (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))
+    for pos in range(1, n):
+        assert abs(lp["token_logprobs"][pos] - reference[pos - 1][tokens[pos]]) < TOLERANCE
+        assert len(lp["top_logprobs"][pos]) == 2
+        assert max(lp["top_logprobs"][pos].values()) == pytest.approx(reference[pos - 1].max(), abs=TOLERANCE)

@@ -34,6 +34,7 @@ class SamplingParams:
     grammar: str | None = None  # GBNF, for constrained decoding
     grammar_trigger: str | None = None  # the grammar applies only after the model writes this (lazily)
     logprobs: int | None = None  # None: none; 0: the chosen token's; k: and the k most likely alternatives
+    prompt_logprobs: bool = False  # also the prompt tokens' (with `logprobs` alternatives): no prefix reuse
     # the same constraint in OpenAI's form ({"type": "json_object"} or a json_schema), for upstreams that take it
     response_format: dict[str, Any] | None = None
 
@@ -94,7 +95,7 @@ class TokenLogprob:
 
     token: str
     bytes: list[int]
-    logprob: float
+    logprob: float | None  # None only for a prompt's first token, which nothing predicts
     top_logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
@@ -113,6 +114,7 @@ class Chunk:
     reasoning: str = ""
     tool_calls: list[ToolCallFragment] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)  # one per generated token, when asked
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)  # one per prompt token (first chunk)
 
 
 @dataclass(frozen=True)

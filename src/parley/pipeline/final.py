@@ -53,8 +53,13 @@ def completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, A
         offsets.append(offset)
         offset += len(e.token)
     return {"tokens": [e.token for e in entries], "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": [{t.token: t.logprob for t in e.top_logprobs} for e in entries],
+            "top_logprobs": [{t.token: t.logprob for t in e.top_logprobs} if e.logprob is not None else None
+                             for e in entries],
             "text_offset": offsets}  # fmt: skip
+
+
+def joined(entries: list[TokenLogprob]) -> str:
+    return "".join(e.token for e in entries)
 
 
 def wants_logprobs(turn: Turn) -> bool:
@@ -82,7 +87,10 @@ class FinalStage:
         trace = turn.trace if turn.want_trace else None
         if turn.kind == "completion":
             echo = echo_prefix(turn)
-            logprobs = completion_logprobs(turn.logprobs, len(echo)) if wants_logprobs(turn) else None
+            logprobs = None
+            if wants_logprobs(turn):  # with echo, the prompt's tokens first: their text is the echoed prompt
+                prompt = turn.prompt_logprobs if echo else []
+                logprobs = completion_logprobs(prompt + turn.logprobs, len(echo) - len(joined(prompt)))
             return Completion(
                 id=turn.id, created=turn.created, model=turn.model,
                 choices=[CompletionChoice(text=echo + turn.text, finish_reason=turn.finish_reason, logprobs=logprobs)],

@@ -126,8 +126,7 @@ class InputStage:
 
     def _completion(self, turn: Turn, req: CompletionRequest) -> None:
         prompt = req.prompt
-        unsupported = {"suffix": req.suffix, "best_of": (req.best_of or 1) > 1,
-                       "echo": req.echo and req.logprobs is not None}  # the prompt's own logprobs: not yet
+        unsupported = {"suffix": req.suffix, "best_of": (req.best_of or 1) > 1}
         for param, value in unsupported.items():
             if value:
                 raise InvalidRequest(f"`{param}` is not supported by this server.", param=param)

@@ -13,7 +13,7 @@ from parley.pipeline.context import TurnContext
 from parley.pipeline.preprocess.limits import asked_max_tokens
 from parley.pipeline.stage import BaseStep, TurnStep, run_steps
 from parley.pipeline.turn import Delta, Turn
-from parley.protocol.openai import ChatCompletionRequest
+from parley.protocol.openai import ChatCompletionRequest, CompletionRequest
 from parley.tools.parser import CallParser
 from parley.tools.stream import ToolCallStream
 
@@ -97,6 +97,7 @@ class Params(BaseStep):
             grammar_trigger=turn.grammar_trigger,
             response_format=openai_response_format(turn) if turn.tools is None else None,
             logprobs=asked_logprobs(turn),
+            prompt_logprobs=echo_logprobs(turn),
         )
         p = turn.params
         turn.note(
@@ -114,6 +115,12 @@ def asked_logprobs(turn: Turn) -> int | None:
     if isinstance(req, ChatCompletionRequest):
         return (req.top_logprobs or 0) if req.logprobs else None
     return req.logprobs
+
+
+def echo_logprobs(turn: Turn) -> bool:
+    """A text completion with `echo` and `logprobs`: the prompt's tokens get theirs too."""
+    req = turn.request
+    return isinstance(req, CompletionRequest) and req.echo and req.logprobs is not None
 
 
 def openai_response_format(turn: Turn) -> dict[str, Any] | None:
@@ -208,6 +215,8 @@ class ModelStream:
             if chunk.stats.route is not None:
                 self.turn.note(self.stage, upstream=chunk.stats.route)
                 self.turn.route += f"@{chunk.stats.route['replica']}"
+        if chunk.prompt_logprobs:
+            self.turn.prompt_logprobs = list(chunk.prompt_logprobs)
         return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls),
                      list(chunk.logprobs))  # fmt: skip
 

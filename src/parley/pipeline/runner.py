@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from parley.config import Settings
 from parley.pipeline.context import ResolveModel, TurnContext
-from parley.pipeline.final import FinalStage, echo_prefix
+from parley.pipeline.final import FinalStage, echo_prefix, joined
 from parley.pipeline.hooks import TurnEndHook
 from parley.pipeline.input import InputStage
 from parley.pipeline.model import MODEL_STEPS, ModelStage, ModelStream
@@ -137,6 +137,9 @@ class Run:
                 start = time.perf_counter()
                 out: list[ChatCompletionChunk | Completion] = []
                 logprobs = delta.logprobs
+                if not role_sent and echo and turn.prompt_logprobs:  # the echoed prompt's tokens come first
+                    logprobs = turn.prompt_logprobs + logprobs
+                    offset -= len(joined(turn.prompt_logprobs))
                 if delta.text or delta.reasoning or delta.tool_calls or logprobs:
                     parts.append(delta.text)
                     text = (echo if not role_sent else "") + delta.text

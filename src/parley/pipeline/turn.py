@@ -130,6 +130,7 @@ class Turn:
     reasoning: str = ""
     tool_calls: list[ToolCallFragment] = field(default_factory=list)  # merged: one per call
     logprobs: list[TokenLogprob] = field(default_factory=list)  # every generated token's, when asked
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)  # a completion's with echo + logprobs
     # postprocess and final
     text: str = ""
     finish_reason: str | None = None

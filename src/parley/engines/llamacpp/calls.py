@@ -11,7 +11,7 @@ from parley.engines.llamacpp.batches import ballast_for, prefill_runs, run_chunk
 from parley.engines.llamacpp.counters import BatcherCounters
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.kv import Batch, SlotCaches
-from parley.engines.llamacpp.sequence import Sequence, Slot, TokenEvent, emit
+from parley.engines.llamacpp.sequence import PromptEvent, Sequence, Slot, TokenEvent, emit
 
 Outputs = list[tuple[Sequence, int]]
 
@@ -31,6 +31,7 @@ class StepCalls:
     prefill_chunk: int
     deterministic: bool
     _ballast: list[Slot]
+    _prompt_rows: list[tuple[Sequence, int, int]]
 
     def _ready_to_prefill(self, seq: Sequence) -> bool: ...  # admission: a follower may still wait
 
@@ -62,8 +63,11 @@ class StepCalls:
     def _put_prompt(self, seq: Sequence, take: int, outputs: Outputs) -> None:
         assert seq.slot is not None
         i = -1
-        for token in seq.prompt[seq.n_prompt_done : seq.n_prompt_done + take]:
-            i = self._put(token, seq.slot, False)
+        every = seq.prompt_lp is not None  # the prompt's own log-probabilities: logits at every position
+        for pos, token in enumerate(seq.prompt[seq.n_prompt_done : seq.n_prompt_done + take], seq.n_prompt_done):
+            i = self._put(token, seq.slot, every)
+            if every and pos + 1 < len(seq.prompt):
+                self._prompt_rows.append((seq, i, pos + 1))
         seq.n_prompt_done += take
         if seq.n_prompt_done == len(seq.prompt):
             self.batch.want_logits(i)
@@ -120,9 +124,11 @@ class StepCalls:
     def _decode(self, outputs: Outputs, involved: list[Slot]) -> None:
         if self.batch.n == 0:
             return
+        rows, self._prompt_rows = self._prompt_rows, []
         if self.deterministic:
             moved = self.batch.sort_by_sequence()  # ballast rows were appended: one micro-batch needs id order
             outputs = [(seq, moved[i]) for seq, i in outputs]
+            rows = [(seq, moved[i], pos) for seq, i, pos in rows]
             if len(outputs) == 1:
                 # ggml takes the rows that want logits through the output matmul together: one row takes a
                 # matrix-vector kernel, two or more a matrix-matrix one, and they can round differently.
@@ -138,6 +144,10 @@ class StepCalls:
         if rc != 0:
             self._decode_failed(rc, involved)
             return
+        for seq, idx, pos in rows:
+            if seq.prompt_lp is not None:
+                token = seq.prompt[pos]
+                seq.prompt_lp.append((token, *self._logprobs(idx, token, seq.params.logprobs or 0)))
         for seq, idx in outputs:
             self._sample(seq, idx)
 
@@ -155,6 +165,9 @@ class StepCalls:
         return float(row[token] - lse), best
 
     def _sample(self, seq: Sequence, idx: int) -> None:
+        if seq.prompt_lp is not None:  # the prompt is complete: its log-probabilities go first
+            emit(seq, PromptEvent(seq.prompt_lp))
+            seq.prompt_lp = None
         lazy = seq.lazy
         if lazy is not None and lazy.forced:
             token = lazy.forced.popleft()

@@ -27,7 +27,7 @@ from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.lazy import LazyGrammar
 from parley.engines.llamacpp.sampling import build_sampler
 from parley.engines.llamacpp.scheduler import ContinuousBatcher
-from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, Sequence, TokenEvent
+from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, PromptEvent, Sequence, TokenEvent
 from parley.engines.stops import StopMatcher
 from parley.errors import EngineFailed, InvalidRequest
 
@@ -148,16 +148,20 @@ class LlamaCppEngine:
         stops = StopMatcher(seq.params.stop)
         n_tokens = 0
         done = False
+        prompt_lp: list[TokenLogprob] = []  # handed out with the next chunk
         try:
             while True:
                 event = await events.get()
+                if isinstance(event, PromptEvent):
+                    prompt_lp = [self._entry(t, lp, top) for t, lp, top in event.entries]
+                    continue
                 if isinstance(event, DoneEvent):
                     done = True
                     if event.finish_reason == "error":
                         raise EngineFailed(event.error or "generation failed")
                     text = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
                     stats = GenerationStats(event.prompt_tokens, n_tokens, event.cached_tokens, event.queue_s)
-                    yield Chunk(text, 0, event.finish_reason, stats)
+                    yield Chunk(text, 0, event.finish_reason, stats, prompt_logprobs=prompt_lp)
                     return
                 n_tokens += 1
                 text, hit = stops.feed(decoder.decode(event.piece))
@@ -166,22 +170,23 @@ class LlamaCppEngine:
                     self.batcher.end(seq, STOP)
                     done = True
                     stats = GenerationStats(len(seq.prompt), n_tokens, seq.n_cached, seq.queue_s)
-                    yield Chunk(text, 1, "stop", stats, logprobs=logprobs)
+                    yield Chunk(text, 1, "stop", stats, logprobs=logprobs, prompt_logprobs=prompt_lp)
                     return
-                yield Chunk(text, 1, logprobs=logprobs)
+                yield Chunk(text, 1, logprobs=logprobs, prompt_logprobs=prompt_lp)
+                prompt_lp = []
         finally:
             if not done:
                 self.batcher.end(seq, CANCEL)
 
     def _token_logprob(self, event: TokenEvent) -> TokenLogprob:
-        def entry(token: int, logprob: float, piece: bytes | None = None) -> TokenLogprob:
-            piece = self.model.piece(token) if piece is None else piece
-            return TokenLogprob(piece.decode("utf-8", "replace"), list(piece), logprob)
-
         assert event.logprob is not None
-        chosen = entry(event.token, event.logprob, event.piece)
-        chosen.top_logprobs = [entry(t, lp) for t, lp in event.top or []]
-        return chosen
+        return self._entry(event.token, event.logprob, event.top or [], event.piece)
+
+    def _entry(self, token: int, logprob: float | None, top: list[tuple[int, float]],
+               piece: bytes | None = None) -> TokenLogprob:  # fmt: skip
+        piece = self.model.piece(token) if piece is None else piece
+        alternatives = [self._entry(t, lp, []) for t, lp in top]
+        return TokenLogprob(piece.decode("utf-8", "replace"), list(piece), logprob, alternatives)
 
     # ---- adapters -------------------------------------------------------------------------------
 

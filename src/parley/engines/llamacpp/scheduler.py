@@ -97,6 +97,7 @@ class ContinuousBatcher(StepCalls):
         self._closing = False
         self._order = itertools.count()
         self._ballast: list[Slot] = []  # padding in the call being built (deterministic mode)
+        self._prompt_rows: list[tuple[Sequence, int, int]] = []  # (seq, row, prompt position it predicts)
         self._thread = threading.Thread(target=self._run, name="parley-batcher", daemon=True)
         self._thread.start()
 
@@ -253,6 +254,9 @@ class ContinuousBatcher(StepCalls):
             others = [s for s in self.slots if s.id not in self.cache.copying] if self.share_prefixes else []
             plan = place(seq, free, others, round_, compact=self.deterministic)
             slot, reuse = plan.slot, plan.reuse
+            if seq.params.prompt_logprobs:  # every prompt position's logits are needed: compute them all
+                plan.copy_from, plan.leader, reuse = None, None, 0
+                seq.prompt_lp = [(seq.prompt[0], None, [])]
             if plan.copy_from is not None:
                 self._copy_prefix(plan.copy_from, slot, plan.copy_len)
                 reuse = plan.copy_len

@@ -22,6 +22,13 @@ class TokenEvent:
 
 
 @dataclass
+class PromptEvent:
+    """The prompt's tokens with their log-probabilities (None for the first), before the first token."""
+
+    entries: list[tuple[int, float | None, list[tuple[int, float]]]]
+
+
+@dataclass
 class DoneEvent:
     finish_reason: str  # stop | length | cancelled | error
     prompt_tokens: int
@@ -31,7 +38,7 @@ class DoneEvent:
     queue_s: float | None = None  # submitted → given a slot (None: never scheduled)
 
 
-Event = TokenEvent | DoneEvent
+Event = TokenEvent | PromptEvent | DoneEvent
 
 # Why a sequence is asked to end before the model ends it.
 CANCEL = "cancelled"  # the client went away or the server is shutting down
@@ -55,6 +62,7 @@ class Sequence:
     n_cached: int = 0
     n_generated: int = 0
     pending: int | None = None  # sampled but not yet decoded
+    prompt_lp: list[tuple[int, float | None, list[tuple[int, float]]]] | None = None  # params.prompt_logprobs
     order: int = 0
     follow: tuple[Sequence, int] | None = None  # (leader, tokens): copy the leader's prefix once computed
     submitted: float = field(default_factory=time.perf_counter)
