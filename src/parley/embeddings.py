@@ -29,6 +29,7 @@ class EmbeddingService:
 
     def embed(self, model: str, texts: list[str]) -> tuple[np.ndarray, int]:
         """The vectors (one row per text) and the tokens read. Runs on a worker thread."""
+        check_inputs(texts)
         if model == MINILM:
             return self._minilm(texts)
         engine = self.registry.engines.get(model)
@@ -77,6 +78,18 @@ class EmbeddingService:
         for llama in self._gguf.values():
             llama.close()
         self._gguf.clear()
+
+
+def check_inputs(texts: list[str]) -> None:
+    """What every caller (the API, the MCP tool) is held to: 1 to MAX_INPUTS non-empty strings."""
+    if not texts:
+        raise InvalidRequest("input must not be empty.", param="input")
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request.", param="input")
+    if not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("input must be text: token ids are not taken here.", param="input")
+    if any(not t for t in texts):
+        raise InvalidRequest("input strings must not be empty.", param="input")
 
 
 def _check_lengths(counts: list[int], window: int) -> None:

@@ -6,10 +6,13 @@ service's own paths, not copies: `chat` runs the whole pipeline, `moderate` and 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -41,6 +44,20 @@ class McpDoor:
         await self.app(scope, receive, send)
 
 
+def anticipated(tool: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A Parley error (a bad argument, a missing scope, a full engine) reaches the MCP client as the tool's error
+    text, with its status and code, as the API would say it; the SDK hides other exceptions' text."""
+
+    @functools.wraps(tool)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await tool(*args, **kwargs)
+        except ParleyError as exc:
+            raise ToolError(f"{exc.status} {exc.code or exc.type}: {exc.message}") from exc
+
+    return run
+
+
 def build_mcp(app: FastAPI) -> MCPServer:
     server = MCPServer("parley", instructions="Parley's chat pipeline (guards, profiles, post-processing) as tools: "
                        "chat, moderate, embed, feedback.")  # fmt: skip
@@ -51,6 +68,7 @@ def build_mcp(app: FastAPI) -> MCPServer:
         return request, await app.state.access.authenticate(request, scope)
 
     @server.tool()
+    @anticipated
     async def chat(message: str, ctx: Context, model: str | None = None, system: str | None = None,
                    max_tokens: int = 256, temperature: float | None = None, profile: str | None = None) -> dict:
         """Ask the model through Parley's whole pipeline (input guard, profile, post-processing, output guard).
@@ -69,6 +87,7 @@ def build_mcp(app: FastAPI) -> MCPServer:
                 "finish_reason": choice.finish_reason, "usage": response.usage.model_dump()}  # fmt: skip
 
     @server.tool()
+    @anticipated
     async def moderate(text: str, ctx: Context) -> dict:
         """Classify text with Parley's guards: OpenAI's moderation categories and prompt-injection, pii, secrets."""
         from parley.guards.moderation import moderate as run_moderation
@@ -76,10 +95,11 @@ def build_mcp(app: FastAPI) -> MCPServer:
         await caller(ctx, "chat")
         guards = app.state.guards.get()
         if guards is None:
-            raise ValueError("The guards are off on this server.")
+            raise ToolError("The guards are off on this server.")
         return (await asyncio.to_thread(run_moderation, guards, [text]))[0]
 
     @server.tool()
+    @anticipated
     async def embed(texts: list[str], ctx: Context, model: str = "all-minilm-l6-v2") -> dict:
         """Sentence embeddings (L2-normalised) of each text."""
         await caller(ctx, "chat")
@@ -87,6 +107,7 @@ def build_mcp(app: FastAPI) -> MCPServer:
         return {"model": model, "embeddings": [[float(x) for x in v] for v in vectors], "tokens": tokens}
 
     @server.tool()
+    @anticipated
     async def feedback(completion_id: str, rating: str, ctx: Context, correction: str | None = None) -> dict:
         """Rate an answer ("up", "down" or 1-5), optionally with a better answer; the key must have made it."""
         from parley.server.routes.feedback import FeedbackCreate, rate

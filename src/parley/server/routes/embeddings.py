@@ -8,7 +8,7 @@ import base64
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from parley.embeddings import MAX_INPUTS, EmbeddingService
+from parley.embeddings import EmbeddingService, check_inputs
 from parley.errors import InvalidRequest
 from parley.protocol.openai import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from parley.server.auth import Access
@@ -22,14 +22,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
     """Embed a string or a list of strings. Models: `all-minilm-l6-v2` (384 dimensions) and each embedded GGUF
     model by its id (mean-pooled by llama.cpp)."""
     texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts:
-        raise InvalidRequest("input must not be empty.", param="input")
-    if len(texts) > MAX_INPUTS:
-        raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request.", param="input")
-    if not all(isinstance(t, str) for t in texts):
-        raise InvalidRequest("input must be text: token ids are not taken here.", param="input")
-    if any(not t for t in texts):
-        raise InvalidRequest("input strings must not be empty.", param="input")
+    check_inputs(texts)  # before the worker thread: a bad request costs nothing
     service: EmbeddingService = request.app.state.embeddings
     vectors, tokens = await asyncio.to_thread(service.embed, body.model, texts)  # type: ignore[arg-type]
     if body.dimensions is not None and body.dimensions != vectors.shape[1]:
