@@ -62,6 +62,8 @@ class GenerationRequest:
     messages: list[dict[str, Any]] | None = None
     adapter: AdapterRef | None = None
     prompt: str | None = None
+    # with `messages`: OpenAI's `tools`, `tool_choice` and `parallel_tool_calls`, for the engine's own tool syntax
+    tools: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.prompt_tokens, self.messages, self.prompt)) != 1:

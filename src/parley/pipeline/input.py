@@ -113,7 +113,8 @@ class InputStage:
         for i, msg in enumerate(req.messages):
             calls = (msg.model_extra or {}).get("tool_calls") if msg.role == "assistant" else None
             if calls or msg.role == "tool":
-                turn.messages.append(tool_message(msg, calls, fmt, f"messages[{i}]"))
+                turn.messages.append(tool_message(msg, calls, fmt, f"messages[{i}]") if info.capabilities.chat_template
+                                     else openai_tool_message(msg, calls, f"messages[{i}]"))  # fmt: skip
                 continue
             message, was_structured = chat_message(msg, f"messages[{i}]")
             if len(message.content) > self.max_message_chars:
@@ -154,6 +155,16 @@ def tool_message(msg: ChatMessage, calls: Any, fmt: ToolFormat, where: str) -> M
             raise InvalidRequest("A tool call needs function.name.", param=f"{where}.tool_calls[{j}]")
         parts.append(fmt.render_call(function["name"], str(function.get("arguments") or "")))
     return Message("assistant", "\n".join(parts))
+
+
+def openai_tool_message(msg: ChatMessage, calls: Any, where: str) -> Message:
+    """A tool turn as OpenAI writes it, for an engine that renders tool turns itself (an upstream server)."""
+    content = message_text(msg, where)[0] if msg.content is not None else ""
+    if msg.role == "tool":
+        return Message("tool", content, {"tool_call_id": (msg.model_extra or {}).get("tool_call_id")})
+    if not isinstance(calls, list):
+        raise InvalidRequest("tool_calls must be a list.", param=f"{where}.tool_calls")
+    return Message("assistant", content, {"tool_calls": calls})
 
 
 def chat_message(msg: ChatMessage, where: str) -> tuple[Message, bool]:

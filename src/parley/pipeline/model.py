@@ -117,6 +117,17 @@ def asked_logprobs(turn: Turn) -> int | None:
     return req.logprobs
 
 
+def openai_tools(turn: Turn) -> dict[str, Any] | None:
+    """The request's tools as OpenAI's fields, for an engine with its own tool syntax."""
+    tools = turn.tools
+    if tools is None:
+        return None
+    choice: Any = {"type": "function", "function": {"name": tools.function}} if tools.function else tools.choice
+    offered = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                 "parameters": t.parameters}} for t in tools.tools]  # fmt: skip
+    return {"tools": offered, "tool_choice": choice, "parallel_tool_calls": tools.parallel}
+
+
 def echo_logprobs(turn: Turn) -> bool:
     """A text completion with `echo` and `logprobs`: the prompt's tokens get theirs too."""
     req = turn.request
@@ -159,10 +170,12 @@ class ModelStage:
         elif turn.kind == "completion":
             request = GenerationRequest(turn.id, turn.params, prompt=turn.prompt, adapter=turn.adapter)
         else:
-            messages = [{"role": m.role, "content": m.content} for m in turn.messages]
-            request = GenerationRequest(turn.id, turn.params, messages=messages, adapter=turn.adapter)
+            messages = [{"role": m.role, "content": m.content, **m.extra} for m in turn.messages]
+            request = GenerationRequest(turn.id, turn.params, messages=messages, adapter=turn.adapter,
+                                        tools=openai_tools(turn))  # fmt: skip
         stream = await engine.generate(request)
-        if turn.tools is not None and turn.tools.choice != "none" and turn.tool_format is not None:
+        native = not engine.info.capabilities.chat_template  # the engine parses its own calls into fragments
+        if turn.tools is not None and turn.tools.choice != "none" and turn.tool_format is not None and not native:
             schemas = {t.name: t.parameters for t in turn.tools.offered()}
             def noted(parser: CallParser) -> None:
                 turn.note(self.name, tool_calls=parser.calls, tool_calls_dropped=len(parser.failed))

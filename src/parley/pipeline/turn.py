@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 class Message:
     role: str
     content: str
+    # OpenAI's fields of a tool turn (`tool_calls`, `tool_call_id`), for engines that apply their own template
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -66,7 +66,7 @@ class UpstreamEngine:
         self.info = ModelInfo(
             id=spec.name, kind="upstream", source=", ".join(r.url for r in spec.replicas),
             context_window=spec.context_window or window or DEFAULT_CONTEXT, n_vocab=n_vocab, created=int(time.time()),
-            capabilities=Capabilities(chat_template=False, grammar=spec.structured_output, logit_bias=True,
+            capabilities=Capabilities(chat_template=False, grammar=spec.structured_output, tools=True, logit_bias=True,
                                       adapters=spec.adapters and spec.flavor == "vllm", adapter_format="peft"),
             owned_by="upstream", details={"flavor": spec.flavor, "upstream_model": spec.model or spec.name},
         )  # fmt: skip

@@ -20,6 +20,7 @@ def request_body(spec: UpstreamSpec, request: GenerationRequest) -> dict[str, An
                             "max_tokens": p.max_tokens, "temperature": p.temperature, "top_p": p.top_p}  # fmt: skip
     if request.messages is not None:
         body["messages"] = request.messages
+        body |= request.tools or {}  # the upstream's own tool syntax and parser
     else:
         body["prompt"] = request.prompt
     optional = {"seed": p.seed, "presence_penalty": p.presence_penalty or None,

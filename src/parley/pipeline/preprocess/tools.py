@@ -25,6 +25,9 @@ class ToolsStep(BaseStep):
         if tools.choice == "none":
             turn.note(self.name, choice="none")
             return
+        if not ctx.engine_required.info.capabilities.chat_template:  # an upstream applies its own tool syntax
+            turn.note(self.name, choice=tools.choice, tools=[t.name for t in tools.offered()], format="upstream")
+            return
         if turn.grammar is not None:
             raise InvalidRequest("Tools cannot be combined with a JSON response format.", param="tools")
         offered = tools.offered()
