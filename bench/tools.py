@@ -113,6 +113,16 @@ def judge(case: dict, calls: list[tuple[str, str]]) -> dict:
 
 
 async def ask(client: httpx.AsyncClient, url: str, model: str, case: dict, choice: str, stream: bool):
+    for attempt in range(3):  # llama-server closes kept-alive connections now and then: a new one is asked
+        try:
+            return await _ask(client, url, model, case, choice, stream)
+        except httpx.RemoteProtocolError:
+            if attempt == 2:
+                raise
+    return None
+
+
+async def _ask(client: httpx.AsyncClient, url: str, model: str, case: dict, choice: str, stream: bool):
     body = {"model": model, "messages": [{"role": "user", "content": case["q"]}], "tools": case["tools"],
             "tool_choice": choice, "max_tokens": 160, "temperature": 0, "stream": stream}  # fmt: skip
     if not stream:
@@ -170,8 +180,8 @@ def summarise(rows: list[dict]) -> dict:
             if not sel:
                 continue
 
-            def rate(key: str, rows_: list[dict] = ok) -> float:
-                return round(sum(bool(r[key]) for r in rows_) / max(len(rows_), 1), 3)
+            def rate(key: str, rows_: list[dict] = ok) -> float | None:
+                return round(sum(bool(r[key]) for r in rows_) / len(rows_), 3) if rows_ else None
 
             called = [r for r in ok if r["calls"]]
             out[f"{choice}/{kind}"] = {"cases": len(sel), "errors": len(sel) - len(ok),
@@ -185,10 +195,13 @@ def summarise(rows: list[dict]) -> dict:
 def markdown(name: str, summary: dict) -> str:
     lines = [f"### {name}", "", "| choice/kind | cases | with calls | calls parse (whole / streamed) | args valid | "
              "streamed = whole | right function | right arguments |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    def f(x: float | None) -> str:
+        return "—" if x is None else f"{x:.3f}"
+
     for key, s in summary.items():
-        lines.append(f"| {key} | {s['cases']} | {s['with_calls']} | {s['parsed']:.3f} / {s['stream_parsed']:.3f} | "
-                     f"{s['valid']:.3f} | {s['stream_equal']:.3f} | {s['right_function']:.3f} | "
-                     f"{s['right_arguments']:.3f} |")  # fmt: skip
+        lines.append(f"| {key} | {s['cases']} | {s['with_calls']} | {f(s['parsed'])} / {f(s['stream_parsed'])} | "
+                     f"{f(s['valid'])} | {f(s['stream_equal'])} | {f(s['right_function'])} | "
+                     f"{f(s['right_arguments'])} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -196,22 +209,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--llama-server", help="also evaluate llama.cpp's server (started with --jinja)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    ap.add_argument("--skip-parley", action="store_true", help="only llama-server (its report is merged in)")
     args = ap.parse_args()
     from parley.engines.llamacpp.engine import embedded_model_path
 
     items = cases()[: args.limit or None]
     print(f"{len(items)} cases", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    report = {}
-    port = free_port()
-    ENV.update({"PARLEY_DATA_DIR": tempfile.mkdtemp(prefix="parley-bench-")})
-    proc = start(parley_cmd(port, "--deterministic", "--slots", "2"), f"http://127.0.0.1:{port}", "/ready",
-                 RESULTS / "tools.parley.log")  # fmt: skip
-    try:
-        report["parley"] = asyncio.run(evaluate(f"http://127.0.0.1:{port}", "smollm2-135m-instruct", items))
-    finally:
-        stop(proc)
-        ENV.clear()
+    saved = RESULTS / "tools.json"
+    report = json.loads(saved.read_text()) if args.skip_parley and saved.exists() else {}
+    if not args.skip_parley:
+        port = free_port()
+        ENV.update({"PARLEY_DATA_DIR": tempfile.mkdtemp(prefix="parley-bench-")})
+        proc = start(parley_cmd(port, "--deterministic", "--slots", "2"), f"http://127.0.0.1:{port}", "/ready",
+                     RESULTS / "tools.parley.log")  # fmt: skip
+        try:
+            report["parley"] = asyncio.run(evaluate(f"http://127.0.0.1:{port}", "smollm2-135m-instruct", items))
+        finally:
+            stop(proc)
+            ENV.clear()
     if args.llama_server:
         port = free_port()
         proc = start([args.llama_server, "-m", str(embedded_model_path()), "--port", str(port), "--jinja", "-np", "2",

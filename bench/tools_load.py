@@ -49,10 +49,11 @@ async def one(client: httpx.AsyncClient, url: str, body: dict) -> tuple[float, i
     return ttft, tokens
 
 
-async def burst(url: str, mode: str, prompts: list[str], max_tokens: int) -> dict:
+async def burst(url: str, mode: str, prompts: list[str], max_tokens: int, ignore_eos: bool = True) -> dict:
     def body(q: str) -> dict:
         b = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": q}], "stream": True,
-             "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True}}  # fmt: skip
+             "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True},
+             "ignore_eos": ignore_eos}  # fmt: skip
         if mode != "plain":
             b |= {"tools": ALL, "tool_choice": mode}
         return b
