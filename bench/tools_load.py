@@ -1,7 +1,8 @@
-"""What tool calling costs in serving: the same 16 concurrent streamed chats without tools, with tools under
-`tool_choice: auto` (five tools described in the system prompt; the grammar waits for the opening tag) and
-under `required` (the calls' grammar from the first token), against one Parley server with 16 slots, in one
-run. Rounds alternate the order of the three modes; medians over rounds.
+"""What tool calling costs in serving: the same 16 concurrent streamed chats without tools (`plain`), with tools
+under `tool_choice: auto` (five tools described in the system prompt; the grammar waits for the opening tag) and
+under `required` (the calls' grammar from the first token), and `tools_text`: plain chats that carry the very
+system prompt `auto` adds, without tools (what the longer prompt costs by itself). One Parley server with 16
+slots, in one run; rounds alternate the order of the modes; medians over rounds.
 
 Throughput is generated tokens per second of wall time for the whole burst (the answers differ in length
 between modes, so tokens/s and not requests/s); TTFT is to the first delta of any kind (content or call).
@@ -22,7 +23,13 @@ import httpx
 from common import ENV, RESULTS, free_port, parley_cmd, pct, start, stop
 from tools import ALL, CITIES, FREE, PAIRS
 
-MODES = ("plain", "auto", "required")
+from parley.tools.formats import HERMES
+from parley.tools.spec import parse_tools
+
+MODES = ("plain", "tools_text", "auto", "required")
+
+
+TOOLS_TEXT = HERMES.system_prompt(parse_tools(ALL, "auto", None).tools, required=False)
 
 
 def questions(n: int) -> list[str]:
@@ -54,7 +61,9 @@ async def burst(url: str, mode: str, prompts: list[str], max_tokens: int, ignore
         b = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": q}], "stream": True,
              "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True},
              "ignore_eos": ignore_eos}  # fmt: skip
-        if mode != "plain":
+        if mode == "tools_text":
+            b["messages"] = [{"role": "system", "content": TOOLS_TEXT}, *b["messages"]]
+        elif mode != "plain":
             b |= {"tools": ALL, "tool_choice": mode}
         return b
 

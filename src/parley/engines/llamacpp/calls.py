@@ -8,6 +8,7 @@ import numpy as np
 
 from parley.engines.base import AdapterRef
 from parley.engines.llamacpp.batches import ballast_for, prefill_runs, run_chunk
+from parley.engines.llamacpp.constrained import Candidates
 from parley.engines.llamacpp.counters import BatcherCounters
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.kv import Batch, SlotCaches
@@ -23,6 +24,7 @@ class StepCalls:
     batch: Batch
     cache: SlotCaches
     counters: BatcherCounters
+    candidates: Candidates
     slots: list[Slot]
     streams: list[Slot]
     n_streams: int
@@ -172,6 +174,13 @@ class StepCalls:
         if lazy is not None and lazy.forced:
             token = lazy.forced.popleft()
             llama_cpp.llama_sampler_accept(seq.sampler, token)
+        elif seq.grammar is not None:
+            drawn = self.candidates.sample(self.ctx, idx, seq.sampler, seq.grammar)
+            if drawn is None:  # the grammar is done and the request forbids the end (ignore_eos): end here
+                self.counters.finished += 1
+                self._finish(seq, "stop")
+                return
+            token = drawn
         else:
             token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, idx)
             if lazy is not None and not lazy.ready and not self.model.is_eog(token):
@@ -192,8 +201,7 @@ class StepCalls:
             event.logprob, event.top = self._logprobs(idx, token, seq.params.logprobs)
         emit(seq, event)
         if lazy is not None and lazy.ready and not lazy.forced and not lazy.armed:
-            llama_cpp.llama_sampler_free(seq.sampler)  # the trigger is complete: from here on, the grammar
-            seq.sampler, lazy.chain, lazy.armed = lazy.chain, None, True
+            seq.grammar, lazy.grammar, lazy.armed = lazy.grammar, None, True  # the trigger is complete
             self.counters.lazy_grammar_armed += 1
         assert seq.slot is not None
         if seq.n_generated >= seq.params.max_tokens or len(seq.slot.tokens) + 1 >= self.n_ctx_seq:

@@ -25,7 +25,7 @@ from parley.engines.base import (
 )
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.lazy import LazyGrammar
-from parley.engines.llamacpp.sampling import build_sampler
+from parley.engines.llamacpp.sampling import build_grammar, build_sampler
 from parley.engines.llamacpp.scheduler import ContinuousBatcher
 from parley.engines.llamacpp.sequence import CANCEL, STOP, DoneEvent, Event, PromptEvent, Sequence, TokenEvent
 from parley.engines.stops import StopMatcher
@@ -127,17 +127,21 @@ class LlamaCppEngine:
         def emit(event: Event) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        params, n_ctx = request.params, self.batcher.n_ctx_seq
-        sampler = build_sampler(self.model, params, context=n_ctx)
+        params = request.params
+        sampler = build_sampler(self.model, params, context=self.batcher.n_ctx_seq)
         seq = Sequence(request.id, request.prompt_tokens, params, sampler, emit, adapter=request.adapter)
         try:
-            if params.grammar is not None and params.grammar_trigger:
-                # the grammar's chain is compiled now, so that a broken grammar is a 400, not a failed stream
-                seq.lazy = LazyGrammar(params.grammar_trigger.encode(), None)
-                seq.lazy.chain = build_sampler(self.model, params, context=n_ctx, grammar=True)
+            if params.grammar is not None:  # compiled now: a broken grammar is a 400, not a failed stream
+                grammar = build_grammar(self.model, params.grammar)
+                if params.grammar_trigger:
+                    seq.lazy = LazyGrammar(params.grammar_trigger.encode(), grammar)
+                else:
+                    seq.grammar = grammar
             self.batcher.submit(seq)
         except Exception:
             llama_cpp.llama_sampler_free(sampler)
+            if seq.grammar is not None:
+                llama_cpp.llama_sampler_free(seq.grammar)
             if seq.lazy is not None:
                 seq.lazy.free()
             raise

@@ -3,8 +3,9 @@
 A request reuses, in order of preference, the longest of:
 - the cache of the free slot it is placed in (the previous turn of the same chat, the same system prompt);
 - the cache of any other slot, copied in (`llama_memory_seq_cp` shares the cells: no compute, no copy of data);
-- the prefix a request admitted in the same round is about to compute: it follows that leader and copies
-  the prefix once it is in the cache, instead of computing the same tokens in parallel.
+- the prefix a request admitted in the same round, or one still computing its prompt, is about to compute: it
+  follows that leader and copies the prefix once it is in the cache, instead of computing the same tokens in
+  parallel.
 
 A cache is reused only under the adapter it was computed with: the same tokens under another LoRA adapter are
 other keys and values.
@@ -46,7 +47,7 @@ def place(
     seq: Sequence, free: list[Slot], others: list[Slot], round_: list[Sequence], *, compact: bool = False
 ) -> Placement:
     """`others`: slots whose cache may be copied (empty when caches cannot be shared);
-    `round_`: requests admitted just before this one, not computed yet;
+    `round_`: requests whose prompts are not computed yet (admitted just before this one, or still prefilling);
     `compact`: take the lowest free slot (busy slots stay contiguous) and copy any useful prefix into it."""
     limit = max(len(seq.prompt) - 1, 0)  # the last prompt token is always decoded: its logits start the answer
     slot = min(free, key=lambda s: s.id) if compact else max(free, key=lambda s: (cached(s, seq), -s.last_used))

@@ -14,13 +14,18 @@ from parley.errors import InvalidRequest
 PENALTY_LAST_N = 64
 
 
-def build_sampler(model: GGUFModel, params: SamplingParams, *, context: int,
-                  grammar: bool | None = None) -> llama_cpp.llama_sampler_p:  # fmt: skip
-    """Chain order follows llama.cpp's common sampler: biases and penalties, grammar, then truncation, then
-    temperature and the final draw. The caller owns the chain and frees it with `llama_sampler_free`.
-    `grammar`: whether the chain holds `params.grammar` (default: unless it applies lazily, after a trigger)."""
-    if grammar is None:
-        grammar = params.grammar is not None and params.grammar_trigger is None
+def build_grammar(model: GGUFModel, grammar: str) -> llama_cpp.llama_sampler_p:
+    """The grammar as a sampler of its own (`constrained.Candidates.sample` consults it); the caller frees it."""
+    sampler = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    if not sampler:
+        raise InvalidRequest("the output grammar could not be compiled", param="response_format")
+    return sampler
+
+
+def build_sampler(model: GGUFModel, params: SamplingParams, *, context: int) -> llama_cpp.llama_sampler_p:
+    """Chain order follows llama.cpp's common sampler: biases and penalties, then truncation, then temperature
+    and the final draw; a grammar is a sampler apart (`build_grammar`), consulted first as llama.cpp's common
+    sampler does. The caller owns the chain and frees it with `llama_sampler_free`."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
 
     def add(sampler: llama_cpp.llama_sampler_p) -> None:
@@ -55,12 +60,6 @@ def build_sampler(model: GGUFModel, params: SamplingParams, *, context: int,
                 last_n, arr, len(breakers),
             )
         )  # fmt: skip
-    if grammar and params.grammar:
-        constraint = llama_cpp.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
-        if not constraint:
-            llama_cpp.llama_sampler_free(chain)
-            raise InvalidRequest("the output grammar could not be compiled", param="response_format")
-        add(constraint)
     if params.temperature <= 0.0:
         add(llama_cpp.llama_sampler_init_greedy())
         return chain

@@ -28,6 +28,7 @@ import llama_cpp
 
 from parley.engines.llamacpp.adapters import ContextAdapters
 from parley.engines.llamacpp.calls import StepCalls
+from parley.engines.llamacpp.constrained import Candidates
 from parley.engines.llamacpp.counters import BatcherCounters
 from parley.engines.llamacpp.gguf_model import GGUFModel
 from parley.engines.llamacpp.kv import Batch, SlotCaches
@@ -86,6 +87,7 @@ class ContinuousBatcher(StepCalls):
         self.slots = [Slot(i) for i in range(slots)]
         self.streams = self.slots + [Slot(i) for i in range(slots, self.n_streams)]  # the spare, if any
         self.counters = BatcherCounters()
+        self.candidates = Candidates(model.n_vocab)
         self.adapters = ContextAdapters(model)
         self._tasks: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._waiting: deque[Sequence] = deque()
@@ -252,7 +254,11 @@ class ContinuousBatcher(StepCalls):
                 return
             seq = self._waiting.popleft()
             others = [s for s in self.slots if s.id not in self.cache.copying] if self.share_prefixes else []
-            plan = place(seq, free, others, round_, compact=self.deterministic)
+            # leaders: requests admitted this round, and those admitted before that are still computing their
+            # prompt (a burst arrives over several steps: its later requests follow the first one's prefix)
+            prefilling = [s.seq for s in self.slots if s.seq is not None and s.seq.n_prompt_done < len(s.seq.prompt)]
+            plan = place(seq, free, others, round_ + [q for q in prefilling if q not in round_],
+                         compact=self.deterministic)  # fmt: skip
             slot, reuse = plan.slot, plan.reuse
             if seq.params.prompt_logprobs:  # every prompt position's logits are needed: compute them all
                 plan.copy_from, plan.leader, reuse = None, None, 0
@@ -329,6 +335,9 @@ class ContinuousBatcher(StepCalls):
         if seq.sampler:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
+        if seq.grammar is not None:
+            llama_cpp.llama_sampler_free(seq.grammar)
+            seq.grammar = None
         if seq.lazy is not None:
             seq.lazy.free()
         emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error, seq.queue_s))

@@ -55,7 +55,8 @@ class Sequence:
     sampler: llama_cpp.llama_sampler_p | None
     emit: Callable[[Event], None]
     adapter: AdapterRef | None = None
-    lazy: LazyGrammar | None = None  # a grammar that applies after a trigger, with its chain built in advance
+    grammar: llama_cpp.llama_sampler_p | None = None  # consulted at every draw (constrained.py)
+    lazy: LazyGrammar | None = None  # a grammar that applies after a trigger (becomes `grammar` then)
     end_requested: str | None = None  # CANCEL or STOP, set from any thread
     slot: Slot | None = None
     n_prompt_done: int = 0
