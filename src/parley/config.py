@@ -175,6 +175,10 @@ class Settings(BaseSettings, LlamaCppOptions):
     max_message_chars: int = Field(200_000, ge=1)
     guards: bool = Field(True, description="input and output guards (docs/security.md)")
     guard_policy: str = Field("", description="overrides of the default guard policy, e.g. 'pii=flag'")
+    link_allowlist: list[str] = Field(
+        default_factory=list, description="hosts answers may link or show images from (e.g. docs.example.com, "
+        "*.example.com); links elsewhere are defanged and images removed (guard policy `links`)",
+    )
     topic: str | None = Field(None, description="what this deployment is for; off-topic questions are refused")
     topic_threshold: float = Field(0.2, ge=-1, le=1, description="least cosine similarity to the topic")
     profiles_file: Path | None = Field(None, description="use-case profiles (TOML); default: data_dir/profiles.toml")

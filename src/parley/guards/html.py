@@ -1,6 +1,7 @@
 """HTML/JS sanitising of markdown that a page will render: raw tags outside code are cleaned with nh3
 (scripts, event handlers and styles go; harmless formatting stays), and `javascript:`/`data:` link targets
-are neutralised. Code blocks and inline code are left exactly as written."""
+are neutralised; with a `LinkPolicy`, images and links to hosts outside its allowlist are removed or defanged
+(`links.py`). Code blocks and inline code are left exactly as written."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import nh3
 
+from parley.guards.links import LinkPolicy, defuse_links
 from parley.markdown import Fence, fence_opened_by, undecided
 
 TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]{0,500})>|<!--[\s\S]*?-->")
@@ -16,21 +18,29 @@ DANGEROUS_BLOCK = re.compile(r"<(script|style|iframe|object|embed|svg|math|templ
 UNSAFE_LINK = re.compile(r"\]\(\s*(?:javascript|vbscript|data):", re.I)
 SAFE_TAGS = {"b", "i", "em", "strong", "code", "pre", "br", "p", "ul", "ol", "li", "sub", "sup", "kbd", "a"}
 MAX_HOLD = 500
+MAX_URL_HOLD = 2000
+# a trailing run that is, or may still become, a URL: held until it ends, so it is judged whole
+URL_TAIL = re.compile(r"(?:\S*://\S*|\b(?:h(?:t(?:t(?:p(?:s(?::/?)?|:/?)?)?)?)?|f(?:t(?:p(?::/?)?)?)?))$", re.I)
 
 
-def _clean_tag(m: re.Match[str]) -> str:
-    """Allowed formatting tags keep only safe attributes (nh3 decides which); any other tag is dropped."""
+def _clean_tag(m: re.Match[str], links: LinkPolicy | None = None) -> str:
+    """Allowed formatting tags keep only safe attributes (nh3 decides which); any other tag is dropped, and so
+    is a link to a host outside the allowlist (its text stays)."""
     if m.group(2) is None or m.group(2).lower() not in SAFE_TAGS:
         return ""
     name = m.group(2).lower()
     if m.group(1):
         return f"</{name}>"
+    if name == "a" and links is not None:
+        href = re.search(r"""href\s*=\s*["']?([^"'\s>]+)""", m.group(), re.I)
+        if href is not None and not links.allows(href.group(1)):
+            return ""
     cleaned = nh3.clean(m.group(), tags=SAFE_TAGS, attributes={"a": {"href", "title"}},
                         url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")  # fmt: skip
     return cleaned.removesuffix(f"</{name}>")
 
 
-def sanitize_markdown(text: str) -> tuple[str, int]:
+def sanitize_markdown(text: str, links: LinkPolicy | None = None, html: bool = True) -> tuple[str, int]:
     """(clean text, number of changes) for text outside fenced code blocks (the streaming sanitiser splits
     those off); `inline code` spans are left as written."""
     out, changes = [], 0
@@ -39,9 +49,13 @@ def sanitize_markdown(text: str) -> tuple[str, int]:
         if i % 2 == 1:  # code: untouched
             out.append(part)
             continue
-        cleaned = DANGEROUS_BLOCK.sub("", part)
-        cleaned = TAG.sub(_clean_tag, cleaned)
-        cleaned = UNSAFE_LINK.sub("](#", cleaned)
+        cleaned = part
+        if html:
+            cleaned = DANGEROUS_BLOCK.sub("", cleaned)
+            cleaned = TAG.sub(lambda m: _clean_tag(m, links), cleaned)
+            cleaned = UNSAFE_LINK.sub("](#", cleaned)
+        if links is not None:
+            cleaned, _ = defuse_links(cleaned, links)
         changes += cleaned != part
         out.append(cleaned)
     return "".join(out), changes
@@ -53,7 +67,8 @@ class HtmlSanitizer:
 
     name = "html"
 
-    def __init__(self) -> None:
+    def __init__(self, links: LinkPolicy | None = None, html: bool = True) -> None:
+        self.links, self.html = links, html
         self.stop = False
         self._pending = ""
         self._fence: Fence | None = None  # the fence that opened the current code block
@@ -108,10 +123,15 @@ class HtmlSanitizer:
         cut = self._hold(segment)
         if segment[:cut].endswith("]"):  # a link target may follow
             cut -= 1
-        for opener, closer in (("<", ">"), ("](", ")"), ("`", "`")):
+        pairs = (("<", ">"), ("](", ")"), ("`", "`")) + ((("[", "]"),) if self.links is not None else ())
+        for opener, closer in pairs:
             at = segment.rfind(opener, 0, cut)
             if at >= 0 and closer not in segment[at + len(opener) : cut] and cut - at < MAX_HOLD:
-                cut = min(cut, at)
+                cut = min(cut, at - 1 if opener == "[" and segment[at - 1 : at] == "!" else at)  # an image's "!"
+        if self.links is not None and segment[:cut].endswith("!"):  # may open an image
+            cut -= 1
+        if self.links is not None and (url := URL_TAIL.search(segment, max(0, cut - MAX_URL_HOLD), cut)):
+            cut = min(cut, url.start())
         return cut
 
     def _emit(self, text: str, *, clean: bool) -> str:
@@ -121,7 +141,7 @@ class HtmlSanitizer:
         self._line_start = text.endswith("\n")
         if not clean:
             return text
-        cleaned, n = sanitize_markdown(text)
+        cleaned, n = sanitize_markdown(text, self.links, self.html)
         self.changes += n
         return cleaned
 

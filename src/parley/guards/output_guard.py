@@ -20,7 +20,7 @@ from parley.guards.base import Action, Finding, Policy, Scanner, action_for, app
 
 DEFAULT_OUTPUT_POLICY = Policy({
     "pii": Action.REDACT, "secrets": Action.REDACT, "leak": Action.BLOCK, "offensive": Action.FLAG,
-    "html": Action.REDACT, "off_topic": Action.BLOCK,
+    "html": Action.REDACT, "links": Action.REDACT, "off_topic": Action.BLOCK,
 })  # fmt: skip
 LEAK_WINDOW = 40  # characters of the system prompt repeated verbatim that count as a leak
 MAX_RUN = 2000  # a run longer than this is released in parts (never splitting a finding)

@@ -7,6 +7,7 @@ import secrets
 
 from parley.guards.base import Policy
 from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
+from parley.guards.links import LinkPolicy
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
 from parley.guards.pii import PIIScanner
 from parley.guards.secrets import SecretScanner
@@ -17,8 +18,10 @@ REFUSAL = ("I'm sorry, but I can only help with questions about {topic}. "
 
 class Guards:
     def __init__(
-        self, policy: str = "", *, classifier: bool = True, topic: str | None = None, topic_threshold: float = 0.2
+        self, policy: str = "", *, classifier: bool = True, topic: str | None = None, topic_threshold: float = 0.2,
+        link_allowlist: list[str] | None = None,
     ) -> None:
+        self.links = LinkPolicy(list(link_allowlist or []))
         self.input_base = Policy.parse(policy, DEFAULT_INPUT_POLICY, side="input")
         self.output_base = Policy.parse(policy, DEFAULT_OUTPUT_POLICY, side="output")
         self.input = InputGuard.default(self.input_base, classifier=classifier)
@@ -73,8 +76,9 @@ class Guards:
 class GuardsHolder:
     """Loads the guards off the event loop at start-up; until then requests get 503 (the server not ready)."""
 
-    def __init__(self, enabled: bool, policy: str, topic: str | None = None, topic_threshold: float = 0.2) -> None:
-        self.enabled, self.policy = enabled, policy
+    def __init__(self, enabled: bool, policy: str, topic: str | None = None, topic_threshold: float = 0.2,
+                 link_allowlist: list[str] | None = None) -> None:  # fmt: skip
+        self.enabled, self.policy, self.link_allowlist = enabled, policy, link_allowlist
         self.topic, self.topic_threshold = topic, topic_threshold
         self.guards: Guards | None = None
         self.error: str | None = None
@@ -88,7 +92,8 @@ class GuardsHolder:
         log = logging.getLogger(__name__)
         try:
             self.guards = await asyncio.to_thread(
-                Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold
+                Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
+                link_allowlist=self.link_allowlist,
             )
         except Exception as exc:  # a broken guard install must say why, not crash-loop
             log.exception("guards failed to load")

@@ -8,6 +8,7 @@ from typing import Any
 
 from parley.engines.base import Chunk, GenerationRequest, GenerationStream, SamplingParams
 from parley.errors import InvalidRequest
+from parley.guards.invisible import strip_invisible
 from parley.pipeline.complexity import estimate
 from parley.pipeline.context import TurnContext
 from parley.pipeline.preprocess.limits import asked_max_tokens
@@ -213,6 +214,7 @@ class ModelStream:
 
     def __init__(self, turn: Turn, chunks: GenerationStream | CannedStream, stage: str) -> None:
         self.turn, self.chunks, self.stage = turn, chunks, stage
+        self.invisible = 0
 
     def __aiter__(self) -> ModelStream:
         return self
@@ -230,7 +232,11 @@ class ModelStream:
                 self.turn.route += f"@{chunk.stats.route['replica']}"
         if chunk.prompt_logprobs:
             self.turn.prompt_logprobs = list(chunk.prompt_logprobs)
-        return Delta(chunk.text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls),
+        text, removed = strip_invisible(chunk.text)  # no hidden channel leaves the model stage
+        if removed:
+            self.invisible += removed
+            self.turn.note(self.stage, invisible_removed=self.invisible)
+        return Delta(text, chunk.n_tokens, chunk.finish_reason, chunk.reasoning, list(chunk.tool_calls),
                      list(chunk.logprobs))  # fmt: skip
 
     async def stop(self) -> None:

@@ -51,7 +51,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         registry.add(engine)
         registry.loading = False
     db = Database(settings.db_url(), migrate=settings.auto_migrate)
-    guards = GuardsHolder(settings.guards, settings.guard_policy, settings.topic, settings.topic_threshold)
+    guards = GuardsHolder(settings.guards, settings.guard_policy, settings.topic, settings.topic_threshold,
+                          settings.link_allowlist)  # fmt: skip
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
     completions = CompletionRepository(db)
     completion_log = None

@@ -30,21 +30,24 @@ class LeakedTokens(BaseStep):
 
 
 class Html(BaseStep):
-    """HTML/JS sanitising of markdown a page will render; before the output guard, so that removing a tag
-    cannot join the halves of a secret the guard would have seen apart."""
+    """HTML/JS sanitising of markdown a page will render, and the exfiltration defence for its images and links
+    (policy `links`, the `link_allowlist` setting); before the output guard, so that removing a tag cannot join
+    the halves of a secret the guard would have seen apart."""
 
     name = "html"
 
     def applies(self, turn: Turn, ctx: TurnContext) -> bool:
-        return (
-            ctx.guards is not None and not turn.constrained
-            and "html" in ctx.guards.output_policy(ctx.key_policy).actions
-        )  # fmt: skip
+        if ctx.guards is None or turn.constrained:
+            return False
+        actions = ctx.guards.output_policy(ctx.key_policy).actions
+        return "html" in actions or "links" in actions
 
     def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
         from parley.guards.html import HtmlSanitizer
 
-        return HtmlSanitizer()
+        assert ctx.guards is not None
+        actions = ctx.guards.output_policy(ctx.key_policy).actions
+        return HtmlSanitizer(links=ctx.guards.links if "links" in actions else None, html="html" in actions)
 
 
 class OutputGuard(BaseStep):

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from parley.guards.invisible import reveal
 from parley.markdown import FenceTracker
 from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import BaseStep
@@ -26,6 +27,7 @@ class NormalizeReport:
     nfc_changed: int = 0
     control_removed: int = 0
     zero_width_removed: int = 0
+    hidden_revealed: int = 0  # tag characters (ASCII smuggling) turned into the text they spell
     whitespace_collapsed: int = 0
     changed_messages: list[int] = field(default_factory=list)
 
@@ -34,8 +36,10 @@ def normalize_text(text: str, report: NormalizeReport) -> str:
     nfc = unicodedata.normalize("NFC", text)
     report.nfc_changed += nfc != text
     text = nfc.replace("\r\n", "\n").replace("\r", "\n")
+    text, revealed, removed = reveal(text)
+    report.hidden_revealed += revealed
     without_zw = text.translate(ZERO_WIDTH)
-    report.zero_width_removed += len(text) - len(without_zw)
+    report.zero_width_removed += removed + len(text) - len(without_zw)
     text, n = CONTROL.subn("", without_zw)
     report.control_removed += n
     lines, fences = [], FenceTracker()
