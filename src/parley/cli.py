@@ -81,6 +81,7 @@ def serve(
     from parley.config import Settings
     from parley.observability.logs import configure_logging
     from parley.server.app import create_app
+    from parley.server.drain import DrainingServer
 
     if config is not None:
         os.environ["PARLEY_CONFIG"] = str(config)
@@ -97,8 +98,9 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     typer.echo(f"Parley {__version__} on http://{_url_host(settings.host)}:{settings.port} "
                f"(docs at /docs, slots={settings.slots}, ctx={settings.ctx})", err=True)  # fmt: skip
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -106,6 +108,7 @@ def serve(
         access_log=False,  # parley.access writes the access lines, with the request id
         timeout_graceful_shutdown=5,
     )
+    DrainingServer(config, app.state.drain, settings.drain_seconds).run()
 
 
 def _check_exposure(settings: Settings) -> None:

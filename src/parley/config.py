@@ -161,6 +161,9 @@ class Settings(BaseSettings, LlamaCppOptions):
 
     # Request limits.
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    drain_seconds: float = Field(
+        30.0, ge=0, description="on SIGTERM: how long requests in flight may take to finish before the server exits"
+    )
     max_messages: int = Field(512, ge=1)
 
     # Storage, security, scale-out.

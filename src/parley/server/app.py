@@ -27,6 +27,7 @@ from parley.pipeline.runner import Pipeline
 from parley.profiles import ProfileError, Profiles
 from parley.server.adapter_sync import AdapterSync
 from parley.server.auth import AccessControl, RateLimitHeaders
+from parley.server.drain import Drain, DrainState
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
 from parley.server.mcp import MCP_PATH, McpDoor, build_mcp
@@ -148,6 +149,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.drain = DrainState()
+    app.add_middleware(Drain, state=app.state.drain)  # a draining server refuses before reading the body
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(RequestContext)  # outermost: every response, errors included, carries the request id
     app.include_router(openai.router)
