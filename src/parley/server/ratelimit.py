@@ -7,10 +7,13 @@ token bucket is empty is refused until it refills, as OpenAI's limits behave.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,17 +84,45 @@ return {allowed, tostring(tokens)}
 
 
 class RedisBuckets:
-    def __init__(self, url: str, prefix: str = "parley:rl:") -> None:
+    """Buckets shared by every replica. While Redis cannot be reached (an answer takes longer than `timeout`, or
+    the connection fails), each replica falls back to its own buckets: limits hold per replica instead of across
+    them, no request waits on Redis or fails for it, and the outage is logged and counted (`errors`,
+    `/parley/status`). The shared buckets take over again as soon as Redis answers."""
+
+    def __init__(self, url: str, prefix: str = "parley:rl:", timeout: float = 0.25) -> None:
         import redis.asyncio as aioredis
 
-        self.redis = aioredis.from_url(url)
+        self.redis = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         self.prefix = prefix
         self._take = self.redis.register_script(TAKE_LUA)
+        self.local = LocalBuckets()
+        self.errors = 0
+        self.failing_since: float | None = None
+        self.retry_at = 0.0  # while failing, Redis is tried again after this (monotonic seconds)
 
     async def take(self, name: str, per_minute: int, cost: float, need: float) -> Decision:
+        from redis.exceptions import RedisError
+
         rate = per_minute / 60.0
-        allowed, tokens = await self._take(keys=[self.prefix + name], args=[per_minute, rate, cost, need])
-        return _decide(float(tokens), per_minute, rate, bool(allowed), need)
+        now = time.monotonic()
+        if self.failing_since is None or now >= self.retry_at:
+            try:
+                allowed, tokens = await self._take(keys=[self.prefix + name], args=[per_minute, rate, cost, need])
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.errors += 1
+                self.retry_at = now + 1.0  # one probe a second while it is away, not one per request
+                if self.failing_since is None:
+                    self.failing_since = now
+                    log.warning("Redis unreachable (%s): rate limits are per replica until it is back", exc)
+            else:
+                if self.failing_since is not None:
+                    log.warning("Redis is back after %.1f s: rate limits are shared again", now - self.failing_since)
+                    self.failing_since = None
+                return _decide(float(tokens), per_minute, rate, bool(allowed), need)
+        return await self.local.take(name, per_minute, cost, need)
+
+    def status(self) -> dict[str, object]:
+        return {"store": "redis", "errors": self.errors, "failing": self.failing_since is not None}
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -49,6 +49,7 @@ async def status(request: Request) -> dict[str, Any]:
         "completion_log": log.status() if log is not None else None,
         "turn_end_observer_failures": request.app.state.pipeline.turn_end.failures,
         "key_store_errors": request.app.state.access.store_errors,
+        **({"rate_limits": buckets.status()} if hasattr(buckets := request.app.state.access.buckets, "status") else {}),
     }
 
 
