@@ -37,8 +37,8 @@ def _expiry(text: str | None) -> datetime | None:
 def create(
     name: Annotated[str, typer.Option(help="who or what uses the key")],
     scopes: Annotated[str, typer.Option(help="comma-separated: chat, feedback, admin, tools")] = "chat",
-    rpm: Annotated[int | None, typer.Option(help="requests per minute", min=1)] = None,
-    tpm: Annotated[int | None, typer.Option(help="tokens per minute", min=1)] = None,
+    rpm: Annotated[int | None, typer.Option(help="requests per minute", min=1, max=2**31 - 1)] = None,
+    tpm: Annotated[int | None, typer.Option(help="tokens per minute", min=1, max=2**31 - 1)] = None,
     expires: Annotated[str | None, typer.Option(help="expiry date, ISO 8601")] = None,
     policy: Annotated[str | None, typer.Option(help="guard policy overrides, e.g. 'pii=flag,injection=block'")] = None,
     database_url: DatabaseOpt = None,

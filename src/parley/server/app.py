@@ -31,6 +31,7 @@ from parley.server.drain import Drain, DrainState
 from parley.server.errors import install_error_handlers
 from parley.server.limits import BodySizeLimit
 from parley.server.mcp import MCP_PATH, McpDoor, build_mcp
+from parley.server.openapi import document_errors
 from parley.server.ratelimit import Buckets, LocalBuckets, RedisBuckets
 from parley.server.routes import admin, feedback, openai, service, stats, web
 from parley.server.routes import embeddings as embeddings_routes
@@ -147,6 +148,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.adapter_sync = adapter_sync
     app.state.profiles = profiles
     install_error_handlers(app)
+    document_errors(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.drain = DrainState()

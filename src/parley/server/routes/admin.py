@@ -22,8 +22,8 @@ router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(Access
 class KeyCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[Literal["chat", "feedback", "admin", "tools"]] = Field(min_length=1)
-    rpm: int | None = Field(None, ge=1, description="requests per minute")
-    tpm: int | None = Field(None, ge=1, description="tokens per minute")
+    rpm: int | None = Field(None, ge=1, le=2**31 - 1, description="requests per minute")  # the column's range
+    tpm: int | None = Field(None, ge=1, le=2**31 - 1, description="tokens per minute")
     expires_at: datetime | None = None
     policy: str | None = Field(None, max_length=500, description="guard policy overrides, e.g. 'pii=flag'")
 

@@ -36,7 +36,7 @@ async def get_profile(name: str, request: Request) -> dict[str, Any]:
     return profile.public()
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses={201: {"description": "Created (200: replaced)"}})
 async def put_profile(name: str, request: Request, body: dict[str, Any] = Body(...)) -> JSONResponse:  # noqa: B008
     """Create or replace a profile (the whole profile: fields left out take their defaults)."""
     profiles = _profiles(request)
