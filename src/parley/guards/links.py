@@ -11,6 +11,7 @@ Relative URLs (the page's own origin) are left as written. `ALLOWED` hosts come 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -64,37 +65,28 @@ def host_of(url: str) -> str:
         return "?"
 
 
+# (pattern, the group holding the URL, what a match to an outside host becomes)
+RULES: list[tuple[re.Pattern[str], int, Callable[[re.Match[str]], str]]] = [
+    (IMAGE, 2, lambda m: f"[image removed: {m.group(1)}]" if m.group(1) else "[image removed]"),
+    (LINK, 2, lambda m: f"{m.group(1)} ({host_of(m.group(2))})"),
+    (AUTOLINK, 1, lambda m: defang(m.group(1))),
+    (REFERENCE, 2, lambda m: f"{m.group(1)}{defang(m.group(2))}"),
+]
+
+
 def defuse_links(text: str, policy: LinkPolicy) -> tuple[str, int]:
     """(text, changes) for markdown outside code (the caller splits code off)."""
     changes = 0
 
-    def image(m: re.Match[str]) -> str:
-        nonlocal changes
-        if policy.allows(m.group(2)):
-            return m.group()
-        changes += 1
-        return f"[image removed: {m.group(1)}]" if m.group(1) else "[image removed]"
+    def rule(group: int, replace: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        def sub(m: re.Match[str]) -> str:
+            nonlocal changes
+            if policy.allows(m.group(group)):
+                return m.group()
+            changes += 1
+            return replace(m)
 
-    def link(m: re.Match[str]) -> str:
-        nonlocal changes
-        if policy.allows(m.group(2)):
-            return m.group()
-        changes += 1
-        return f"{m.group(1)} ({host_of(m.group(2))})"
-
-    def autolink(m: re.Match[str]) -> str:
-        nonlocal changes
-        if policy.allows(m.group(1)):
-            return m.group()
-        changes += 1
-        return defang(m.group(1))
-
-    def reference(m: re.Match[str]) -> str:
-        nonlocal changes
-        if policy.allows(m.group(2)):
-            return m.group()
-        changes += 1
-        return f"{m.group(1)}{defang(m.group(2))}"
+        return sub
 
     def bare(m: re.Match[str]) -> str:
         nonlocal changes
@@ -104,9 +96,6 @@ def defuse_links(text: str, policy: LinkPolicy) -> tuple[str, int]:
         changes += 1
         return defang(url) + m.group()[len(url) :]
 
-    text = IMAGE.sub(image, text)
-    text = LINK.sub(link, text)
-    text = AUTOLINK.sub(autolink, text)
-    text = REFERENCE.sub(reference, text)
-    text = BARE.sub(bare, text)
-    return text, changes
+    for pattern, group, replace in RULES:
+        text = pattern.sub(rule(group, replace), text)
+    return BARE.sub(bare, text), changes
