@@ -10,7 +10,6 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from parley.config import LlamaCppSpec
@@ -139,11 +138,7 @@ class LlamaCppEngine:
                     seq.grammar = grammar
             self.batcher.submit(seq)
         except Exception:
-            llama_cpp.llama_sampler_free(sampler)
-            if seq.grammar is not None:
-                llama_cpp.llama_sampler_free(seq.grammar)
-            if seq.lazy is not None:
-                seq.lazy.free()
+            seq.free_samplers()
             raise
         return Generation(self.batcher, seq, self._stream(seq, events))
 

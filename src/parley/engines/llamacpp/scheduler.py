@@ -332,12 +332,5 @@ class ContinuousBatcher(StepCalls):
             seq.slot = None
             with self._lock:
                 self._n_free += 1
-        if seq.sampler:
-            llama_cpp.llama_sampler_free(seq.sampler)
-            seq.sampler = None
-        if seq.grammar is not None:
-            llama_cpp.llama_sampler_free(seq.grammar)
-            seq.grammar = None
-        if seq.lazy is not None:
-            seq.lazy.free()
+        seq.free_samplers()
         emit(seq, DoneEvent(reason, len(seq.prompt), seq.n_generated, seq.n_cached, error, seq.queue_s))

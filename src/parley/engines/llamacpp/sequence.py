@@ -69,6 +69,17 @@ class Sequence:
     submitted: float = field(default_factory=time.perf_counter)
     scheduled: float | None = None  # when it got a slot
 
+    def free_samplers(self) -> None:
+        """Free the sampler chain and the grammar (applied or waiting for its trigger); safe to call twice."""
+        if self.sampler:
+            llama_cpp.llama_sampler_free(self.sampler)
+            self.sampler = None
+        if self.grammar is not None:
+            llama_cpp.llama_sampler_free(self.grammar)
+            self.grammar = None
+        if self.lazy is not None:
+            self.lazy.free()
+
     @property
     def queue_s(self) -> float | None:
         return None if self.scheduled is None else self.scheduled - self.submitted
