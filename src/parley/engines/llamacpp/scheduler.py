@@ -253,15 +253,17 @@ class ContinuousBatcher(StepCalls):
             if not free:
                 return
             seq = self._waiting.popleft()
-            others = [s for s in self.slots if s.id not in self.cache.copying] if self.share_prefixes else []
-            # leaders: requests admitted this round, and those admitted before that are still computing their
-            # prompt (a burst arrives over several steps: its later requests follow the first one's prefix)
-            prefilling = [s.seq for s in self.slots if s.seq is not None and s.seq.n_prompt_done < len(s.seq.prompt)]
-            plan = place(seq, free, others, round_ + [q for q in prefilling if q not in round_],
-                         compact=self.deterministic)  # fmt: skip
-            slot, reuse = plan.slot, plan.reuse
-            if seq.params.prompt_logprobs:  # every prompt position's logits are needed: compute them all
-                plan.copy_from, plan.leader, reuse = None, None, 0
+            whole = seq.params.prompt_logprobs  # logits wanted at every prompt position: nothing is reused
+            others, leaders = [], []
+            if self.share_prefixes and not whole:
+                others = [s for s in self.slots if s.id not in self.cache.copying]
+                # leaders: requests admitted this round, and those admitted before that are still computing their
+                # prompt (a burst arrives over several steps: its later requests follow the first one's prefix)
+                busy = [s.seq for s in self.slots if s.seq is not None]
+                leaders = round_ + [q for q in busy if q.n_prompt_done < len(q.prompt) and q not in round_]
+            plan = place(seq, free, others, leaders, compact=self.deterministic)
+            slot, reuse = plan.slot, 0 if whole else plan.reuse
+            if whole:
                 seq.prompt_lp = [(seq.prompt[0], None, [])]
             if plan.copy_from is not None:
                 self._copy_prefix(plan.copy_from, slot, plan.copy_len)
