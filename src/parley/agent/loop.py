@@ -88,9 +88,15 @@ class ToolLoop:
         self.run = run
         return turn, run
 
-    def _split(self, turn: Turn) -> tuple[list[ToolCallFragment], list[ToolCallFragment]]:
-        ours = [c for c in turn.tool_calls if c.name in self.offered]
-        return ours, [c for c in turn.tool_calls if c.name not in self.offered]
+    def _client_calls(self, turn: Turn) -> list[ToolCallFragment]:
+        return [c for c in turn.tool_calls if c.name not in self.offered]
+
+    def _to_run(self, turn: Turn) -> list[ToolCallFragment]:
+        """The server's calls to run before another step; none when this step is the answer (it called no server
+        tool, it called a client tool, or it was made to answer)."""
+        if turn.request.tool_choice == "none" or self._client_calls(turn):
+            return []
+        return [c for c in turn.tool_calls if c.name in self.offered]
 
     async def _run_calls(self, turn: Turn, calls: list[ToolCallFragment]) -> None:
         """Run a step's calls side by side; the model gets each result (or what went wrong) as a tool message."""
@@ -122,10 +128,9 @@ class ToolLoop:
             assert isinstance(response, ChatCompletion)
             texts.append(turn.text)
             self.usages.append(response.usage)
-            ours, theirs = self._split(turn)
-            if not ours or theirs or turn.request.tool_choice == "none":
+            if not (calls := self._to_run(turn)):
                 break
-            await self._run_calls(turn, ours)
+            await self._run_calls(turn, calls)
         message = response.choices[0].message
         calls = [c for c in (message.tool_calls or []) if c.function.name not in self.offered]
         message = message.model_copy(update={"content": "".join(texts) or (None if calls else ""),
@@ -166,10 +171,10 @@ class ToolLoop:
             usage = next((c.usage for c in held if c.usage is not None), None)
             if usage is not None:
                 self.usages.append(usage)
-            mine, theirs = self._split(turn)
-            if mine and not theirs and turn.request.tool_choice != "none":
-                await self._run_calls(turn, mine)
+            if calls := self._to_run(turn):
+                await self._run_calls(turn, calls)
                 continue
+            theirs = self._client_calls(turn)
             for chunk in held:
                 if not chunk.choices and chunk.usage is not None:
                     chunk.usage = summed(self.usages)

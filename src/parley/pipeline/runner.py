@@ -146,7 +146,7 @@ class Run:
                     out.append(final.chunk(turn, text or None, role=not role_sent, reasoning=delta.reasoning,
                                            tool_calls=delta.tool_calls, logprobs=logprobs, offset=offset))  # fmt: skip
                     role_sent = True  # the first token rides with the role (and a completion's echoed prompt)
-                    offset += sum(len(e.token) for e in logprobs)
+                    offset += len(joined(logprobs))
                 if delta.finish_reason is not None:
                     turn.text = "".join(parts)
                     if not role_sent and (turn.kind == "chat" or echo):

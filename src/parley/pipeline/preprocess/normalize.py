@@ -15,7 +15,8 @@ from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
-ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+# what `reveal` leaves that input drops too: the joiner (kept in answers, for emoji) and the soft hyphen
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u200d\u00ad"), None)
 # C0/C1 controls except tab and newline; carriage returns are folded into newlines first.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}")

@@ -37,10 +37,8 @@ class ToolsStep(BaseStep):
         else:
             turn.messages.insert(0, Message("system", prompt))
         parallel = tools.parallel and tools.choice != "function"
-        if tools.choice != "auto":
-            turn.grammar = calls_grammar(fmt, offered, parallel=parallel)
-        else:
-            turn.grammar = calls_grammar(fmt, offered, parallel=parallel, after_open=True)
-            turn.grammar_trigger = fmt.call_open
+        lazy = tools.choice == "auto"  # the grammar waits for the opening tag
+        turn.grammar = calls_grammar(fmt, offered, parallel=parallel, after_open=lazy)
+        turn.grammar_trigger = fmt.call_open if lazy else None
         turn.note(self.name, choice=tools.choice, tools=[t.name for t in offered], format=fmt.name, parallel=parallel,
                   grammar=f"after {fmt.call_open}" if turn.grammar_trigger else "from the first token")  # fmt: skip
