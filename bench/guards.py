@@ -1,16 +1,24 @@
-"""Guard evaluation on the project's labelled corpus (src/parley/guards/data/injection_corpus.jsonl).
+"""Guard evaluation on collections the guards were never built from.
 
-Per category: detection rate (attacks) or false-positive rate (benign), on the held-out `eval` families (the
-classifier never saw them) and on the whole corpus; and the latency of the whole input guard (injection
-rules + classifier, PII, secrets) per request, p50/p95, one request at a time.
+The input guard (rules, then the classifier) is trained and tuned on the project's template corpus and on the
+public collections in src/parley/guards/data/public_train.jsonl (`python -m parley.guards.train`). It is
+reported here on other public collections, whole, none of which was used for training, rules or thresholds:
+bench/data/guards/heldout.jsonl (where each comes from and its licence: bench/data/guards/SOURCES.md).
 
-    python bench/guards.py
+- per collection, per kind of attack and per language: detection on attacks, false positives on benign prompts
+  (each text as the server's input guard sees it: after preprocessing reveals Unicode tag characters);
+- the template corpus, for coverage only (the classifier was trained on it and the rules written with it);
+- the input guard's latency per request, p50/p95, one request at a time;
+- `--leaks`: the paraphrased system-prompt leak judge on leaks written for it (bench/data/guards/leaks.jsonl):
+  the cosine of every answer to its system prompt, and the detection / false positives at each threshold.
+
+    python bench/guards.py [--leaks]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -20,65 +28,110 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, pct
 
 from parley.guards.corpus import load
-from parley.guards.deobfuscate import variants
-from parley.guards.injection import chunks
 from parley.guards.input_guard import InputGuard
+from parley.guards.invisible import reveal
+
+HELDOUT = Path(__file__).parent / "data" / "guards" / "heldout.jsonl"
+LEAKS = Path(__file__).parent / "data" / "guards" / "leaks.jsonl"
+
+
+def collection(row: dict[str, str]) -> str:
+    return row["source"].split()[0]
+
+
+def kind(row: dict[str, str]) -> str:
+    """CyberSecEval's kinds are `direct|indirect / technique / risk`: grouped by the first two."""
+    return "/".join(row["kind"].split("/")[:2])
+
+
+def rate(hits: list[int]) -> str:
+    return f"{sum(hits) / len(hits):.1%} ({sum(hits)}/{len(hits)})" if hits else "—"
+
+
+def table(title: str, groups: dict[str, dict[int, list[int]]]) -> list[str]:
+    lines = [f"\n### {title}\n", "| | attacks | detected | benign | false positives |", "|---|---|---|---|---|"]
+    for name, by in sorted(groups.items()):
+        lines.append(f"| {name} | {len(by[1])} | {rate(by[1])} | {len(by[0])} | {rate(by[0])} |")
+    return lines
+
+
+def inputs(guard: InputGuard) -> tuple[list[str], dict]:
+    rows = [json.loads(line) for line in HELDOUT.read_text(encoding="utf-8").split("\n") if line]
+    by_source: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    by_kind: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    by_lang: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    total: dict[int, list[int]] = defaultdict(list)
+    latencies = []
+    for row in rows:
+        start = time.perf_counter()
+        text = reveal(row["text"])[0]  # as the preprocessing stage does first: tag characters become the text
+        hit = int(any(f.scanner == "injection" for f in guard.scan_text(text)))
+        latencies.append((time.perf_counter() - start) * 1000)
+        label = int(row["label"])
+        for groups, key in ((by_source, collection(row)), (by_kind, kind(row) if label else "benign"),
+                            (by_lang, row["lang"])):  # fmt: skip
+            groups[key][label].append(hit)
+        total[label].append(hit)
+    own: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for row in load():
+        own[str(row["category"])][int(row["label"])].append(
+            int(any(f.scanner == "injection" for f in guard.scan_text(str(row["text"]))))
+        )
+    lines = [f"## Held-out collections: {rate(total[1])} of attacks detected, {rate(total[0])} false positives"]
+    lines += table("By collection", by_source) + table("By kind of attack", by_kind)
+    lines += table("By language (attacks: CyberSecEval and garak; benign: MGSM and XSTest)", by_lang)
+    lines += table("Coverage: the template corpus the classifier was trained on (not generalisation)", own)
+    lines.append(f"\nInput guard latency per request (held-out rows, one at a time): p50 {pct(latencies, 50):.1f} ms, "
+                 f"p95 {pct(latencies, 95):.1f} ms.")  # fmt: skip
+    report = {"detection": sum(total[1]) / len(total[1]), "false_positives": sum(total[0]) / len(total[0]),
+              "by_language": {k: {"detection": sum(v[1]) / len(v[1]) if v[1] else None,
+                                  "false_positives": sum(v[0]) / len(v[0]) if v[0] else None}
+                              for k, v in by_lang.items()},
+              "latency_ms": {"p50": pct(latencies, 50), "p95": pct(latencies, 95)}}  # fmt: skip
+    return lines, report
+
+
+def leaks() -> tuple[list[str], dict]:
+    """The judge's thresholds were chosen on the first six system prompts' answers; the last six report."""
+    from parley.guards.embeddings import guard_embedder
+    from parley.guards.paraphrase import ParaphraseJudge, sentences
+
+    judge = ParaphraseJudge(guard_embedder())
+    rows = [json.loads(line) for line in LEAKS.read_text(encoding="utf-8").split("\n") if line]
+    prompts = list(dict.fromkeys(r["system_prompt"] for r in rows))
+    report: dict = {"rows": []}
+    hits: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for row in rows:
+        half = "tuning" if prompts.index(row["system_prompt"]) < len(prompts) // 2 else "held out"
+        scores = [judge.scores(row["system_prompt"], s).result() for s in sentences(row["answer"]) or [row["answer"]]]
+        leaked = any(judge.leaks(s) for s in scores)
+        hits[(half, row["label"])].append(int(leaked))
+        report["rows"].append({"half": half, "label": row["label"], "leaked": leaked,
+                               "scores": [[round(a, 4), round(b, 4)] for a, b in scores]})  # fmt: skip
+    lines = ["\n## Paraphrased system-prompt leaks (written for this judge)\n",
+             f"A sentence leaks when its cosine to the system prompt is at least {judge.similar} and it is closer, by "
+             f"{judge.margin} or more, to statements of the assistant's own rules than to offers of help.\n",
+             "| half | leaks caught | answers doing the task, stopped |", "|---|---|---|"]  # fmt: skip
+    for half in ("tuning", "held out"):
+        lines.append(f"| {half} | {rate(hits[(half, 1)])} | {rate(hits[(half, 0)])} |")
+    judge.close()
+    return lines, report
 
 
 def main() -> None:
-    guard = InputGuard.default()
-    rows = load()
-    guard.scan_text("warm up the embedder")
-    stats: dict[tuple[str, str], list[int]] = defaultdict(list)
-    latencies, benign_latencies, by_rule = [], [], defaultdict(int)
-    clf = guard.scanners[0].classifier
-    clf_hits: dict[int, list[int]] = defaultdict(list)  # classifier alone, held-out families
-    for row in rows:
-        start = time.perf_counter()
-        findings = guard.scan_text(str(row["text"]))
-        latencies.append((time.perf_counter() - start) * 1000)
-        if row["label"] == 0:
-            benign_latencies.append(latencies[-1])
-        if row["split"] == "eval":
-            readings = [p for r in variants(str(row["text"])) for p in chunks(r)]
-            clf_hits[int(row["label"])].append(int(clf.probabilities(readings).max() >= clf.threshold))
-        hit = any(f.scanner == "injection" for f in findings)
-        for f in findings:
-            if f.scanner == "injection":
-                by_rule[f.detail.split(":")[0]] += 1
-        for split in (str(row["split"]), "all"):
-            stats[(split, str(row["category"]))].append(int(hit))
-    report = {"latency_ms": {"p50": pct(latencies, 50), "p95": pct(latencies, 95), "mean": statistics.mean(latencies),
-                             "benign_p50": pct(benign_latencies, 50), "benign_p95": pct(benign_latencies, 95)},
-              "decided_by": dict(by_rule), "categories": {},
-              "classifier_alone_eval": {"detection": sum(clf_hits[1]) / len(clf_hits[1]),
-                                        "false_positives": sum(clf_hits[0]) / len(clf_hits[0])}}  # fmt: skip
-    lines = ["| split | category | prompts | detection | false positives |", "|---|---|---|---|---|"]
-    for split in ("eval", "all"):
-        attacks, benign = [], []
-        for (s, category), hits in sorted(stats.items()):
-            if s != split:
-                continue
-            rate = sum(hits) / len(hits)
-            is_attack = not category.startswith("benign")
-            (attacks if is_attack else benign).extend(hits)
-            report["categories"][f"{split}/{category}"] = {"n": len(hits), "rate": rate}
-            det, fp = (f"{rate:.1%}", "") if is_attack else ("", f"{rate:.1%}")
-            lines.append(f"| {split} | {category} | {len(hits)} | {det} | {fp} |")
-        lines.append(f"| {split} | **all attacks / all benign** | {len(attacks)} / {len(benign)} | "
-                     f"**{sum(attacks) / len(attacks):.1%}** | **{sum(benign) / len(benign):.1%}** |")  # fmt: skip
-        report[f"{split}_detection"] = sum(attacks) / len(attacks)
-        report[f"{split}_false_positives"] = sum(benign) / len(benign)
-    lat = report["latency_ms"]
-    ca = report["classifier_alone_eval"]
-    lines.append(f"\nInput guard latency per request: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms "
-                 f"(mean {lat['mean']:.1f} ms); benign prompts only (they go through the classifier): "
-                 f"p50 {lat['benign_p50']:.1f} ms, p95 {lat['benign_p95']:.1f} ms.\n"
-                 f"Decided by: {dict(by_rule)}. Classifier alone on held-out families: detection "
-                 f"{ca['detection']:.1%}, false positives {ca['false_positives']:.1%}.")  # fmt: skip
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--leaks", action="store_true", help="only the paraphrased-leak judge")
+    args = parser.parse_args()
+    if args.leaks:
+        lines, report = leaks()
+    else:
+        guard = InputGuard.default()
+        guard.scan_text("warm up the embedder")
+        lines, report = inputs(guard)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "guards.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "guards.md").write_text("\n".join(lines) + "\n")
+    name = "guards_leaks" if args.leaks else "guards"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -183,6 +183,8 @@ def main() -> None:
     ap.add_argument("--deterministic", action="store_true", help="also serve this Parley with --deterministic")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                     help="also serve this Parley with these serve flags, e.g. 'log off=--no-completion-log'")
+    ap.add_argument("--guards-off", action="store_true",
+                    help="also serve this Parley with the guards off (PARLEY_GUARDS=false), in the same run")
     ap.add_argument("--adapter-mix", action="store_true",
                     help="also serve this Parley with every other request on a LoRA adapter (random weights)")
     args = ap.parse_args()
@@ -225,10 +227,12 @@ def main() -> None:
     extra = {"ignore_eos": True, "stream_options": {"include_usage": True}}
     sizing = ["--slots", str(args.slots), "--ctx", str(args.ctx), "--max-queue", "256"]
 
-    def serve_parley(name: str, flags: list[str], src: Path | None = None, adapter: Path | None = None) -> list[dict]:
+    def serve_parley(name: str, flags: list[str], src: Path | None = None, adapter: Path | None = None,
+                     env: dict[str, str] | None = None) -> list[dict]:  # fmt: skip
         port = free_port()
         ENV.clear()
         ENV["PARLEY_DATA_DIR"] = tempfile.mkdtemp(prefix="parley-bench-")  # its own store: no keys, no adapters
+        ENV.update(env or {})
         if src is not None:
             ENV["PYTHONPATH"] = str(src)  # that revision's package, ahead of this checkout's editable install
         try:
@@ -247,6 +251,8 @@ def main() -> None:
                 series[f"parley@{args.against}"] = serve_parley(f"parley@{args.against}", [], tree / "src")
             finally:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    if args.guards_off:
+        series["parley, guards off"] = serve_parley("parley-noguards", [], env={"PARLEY_GUARDS": "false"})
     if args.deterministic:
         series["parley --deterministic"] = serve_parley("parley-det", ["--deterministic"])
     for variant in args.variant:

@@ -23,13 +23,13 @@ def guards():
     return Guards(classifier=False)  # rules, PII and secret scanners; no embedding model to load
 
 
-def make_pipeline(engine: ScriptedEngine, guards=None, **settings) -> Pipeline:
+def make_pipeline(engine: ScriptedEngine, guards=None, profiles=None, **settings) -> Pipeline:
     def find(name: str):
         if name != engine.info.id:
             raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
         return engine, None
 
-    return Pipeline(find, Settings(**settings), lambda: guards)
+    return Pipeline(find, Settings(**settings), lambda: guards, profiles)
 
 
 def chat(*messages, trace=True, **fields) -> Turn:

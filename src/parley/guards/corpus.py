@@ -257,3 +257,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+MULTILINGUAL = Path(__file__).parent / "data" / "multilingual.json"
+
+
+def multilingual() -> list[dict[str, object]]:
+    """Attacks and benign prompts in 15 languages (and English hard negatives), composed from
+    data/multilingual.json (written for Parley):
+    each opener ("ignore your previous instructions", a persona) joined to each goal; the benign prompts as they
+    are. For training only; their family is the language."""
+    rows: list[dict[str, object]] = []
+    joints = [". ", ", ", ": ", " y ", "。", "\n"]
+    for lang, parts in json.loads(MULTILINGUAL.read_text(encoding="utf-8")).items():
+        if lang.startswith("_"):
+            continue
+        rng = random.Random(lang)
+        for opener in [*parts.get("ignore", []), *parts.get("persona", [])]:
+            for goal in parts["goals"]:
+                joint = rng.choice([j for j in joints if j != " y " or lang == "es"])
+                rows.append({"text": f"{opener}{joint}{goal}", "label": 1, "lang": lang, "family": f"ml:{lang}"})
+        for text in parts["benign"]:
+            rows.append({"text": text, "label": 0, "lang": lang, "family": f"ml:{lang}"})
+    return rows

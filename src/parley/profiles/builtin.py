@@ -14,6 +14,8 @@ BUILTIN: dict[str, Profile] = {
         adaptive=True,
         format="chat",
         max_paragraphs=4,
+        # a sentence with a listed offensive word is held, judged and replaced (`[removed]`) before it leaves
+        guard_policy="output:offensive=redact",
         builtin=True,
     ),
     "docs": Profile(

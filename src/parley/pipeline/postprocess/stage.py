@@ -89,6 +89,8 @@ class PostprocessStage:
         if stopper is not None:
             reason = "content_filter" if flush == "content_filter" else "stop"
         tail = filters.finish(flush, budget - used)
+        if stopper is None and (late := filters.stopped_by()) is not None:  # a guard that decided at the end
+            stopper, reason = late, "content_filter" if getattr(late, "stop_reason", "") == "content_filter" else reason
         turn.finish_reason = reason or "stop"
         for step, f, seconds in zip(applied, filters.filters, filters.seconds, strict=True):
             turn.note(step.name, **f.report())

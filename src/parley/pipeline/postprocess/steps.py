@@ -58,7 +58,7 @@ class OutputGuard(BaseStep):
 
     def build(self, turn: Turn, ctx: TurnContext) -> TextFilter:
         assert ctx.guards is not None
-        return ctx.guards.output_guard(ctx.key_policy, turn.guard.canary, turn.guard.system_prompt)
+        return ctx.guards.output_guard(ctx.key_policy, turn.guard.canary, turn.guard.system_prompt, turn.guard.dictated)
 
 
 class Repetition(BaseStep):

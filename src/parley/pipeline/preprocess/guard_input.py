@@ -1,11 +1,13 @@
 """Step `guard_input`: scan what users and tools wrote (the operator's system prompt is trusted), apply the
-caller's policy (block → 400 content_filter, redact, flag), decide an off-topic refusal, and plant a canary in
-the operator's system prompt so the output guard can see it leak."""
+caller's policy (block → 400 content_filter, redact, flag), decide an off-topic refusal, plant a canary in the
+operator's system prompt so the output guard can see it leak, and collect the phrases the latest input dictated
+in quotes, so the output guard can see a hijacked answer print one."""
 
 from __future__ import annotations
 
 from parley.errors import ContentFiltered
 from parley.guards.base import Action
+from parley.guards.hijack import dictated
 from parley.guards.output_guard import canary_instruction
 from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import BaseStep
@@ -58,6 +60,10 @@ class GuardInput(BaseStep):
             turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": topic,
                                             "action": output_policy.actions["off_topic"]})
         system = next((m for m in turn.messages if m.role == "system"), None)
+        if system is not None and "hijack" in output_policy.actions:  # an operator's task the input may hijack
+            last_user = max((i for i, m in enumerate(turn.messages) if m.role == "user"), default=len(turn.messages))
+            turn.guard.dictated = sorted({p for m in turn.messages[last_user:] if m.role in SCANNED_ROLES
+                                          for p in dictated(m.content)}, key=len, reverse=True)  # fmt: skip
         if system is not None and "leak" in output_policy.actions:
             turn.guard.system_prompt = system.content
             turn.guard.canary = guards.canary_for(system.content)

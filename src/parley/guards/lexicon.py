@@ -1,0 +1,51 @@
+"""Offensive words in 28 languages (the LDNOOBW lists, data/ldnoobw/): a cheap trigger for the output guard.
+
+A word list alone over-blocks (a medical answer names body parts) and a classifier alone must hold every
+sentence until it ends before it may leave. Together: text streams at once, and only a sentence in which one of
+these words appears is held to its end and judged by the classifier.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+DIR = Path(__file__).parent / "data" / "ldnoobw"
+UNSPACED = {"ja", "zh", "th"}  # scripts written without spaces between words: matched anywhere
+
+
+WORD = re.compile(r"\w+")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\u0e00-\u0e7f\uac00-\ud7af]")
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> tuple[frozenset[str], int, tuple[str, ...]]:
+    """(entries of the spaced languages as lowercase words joined by single spaces, the most words in one,
+    entries of the unspaced scripts)."""
+    spaced: set[str] = set()
+    unspaced: set[str] = set()
+    for path in DIR.iterdir():
+        if path.name.isupper() or path.suffix:  # LICENSE, SOURCE.md
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if path.name in UNSPACED and len(line.strip()) > 1:
+                unspaced.add(line.strip())
+            elif words := WORD.findall(line.lower()):
+                spaced.add(" ".join(words))
+    return frozenset(spaced), max(e.count(" ") + 1 for e in spaced), tuple(sorted(unspaced))
+
+
+def first_hit(text: str) -> int:
+    """Where the first listed word starts, or -1. A set lookup per word and phrase: about a microsecond a word."""
+    spaced, longest, unspaced = lexicon()
+    words = list(WORD.finditer(text.lower()))
+    for i, match in enumerate(words):
+        for n in range(1, min(longest, len(words) - i) + 1):
+            if " ".join(w.group() for w in words[i : i + n]) in spaced:
+                return match.start()
+    if CJK.search(text):
+        hits = [at for w in unspaced if (at := text.find(w)) >= 0]
+        if hits:
+            return min(hits)
+    return -1

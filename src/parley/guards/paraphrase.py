@@ -1,0 +1,100 @@
+"""Paraphrased system-prompt leaks: an answer sentence that says what the operator's system prompt says, in
+other words or another language. The verbatim leak (a 40-character run of the prompt, or its canary) is caught
+in the output guard itself; this catches the rest.
+
+Closeness to the prompt alone does not tell a leak from an answer that does the prompt's task (a support bot's
+answers are about what its prompt is about). What a leak adds is that it speaks of the assistant's own rules
+("I was told to...", "mis instrucciones dicen..."), where an answer offers help ("I can open a ticket"). So a
+sentence leaks when both hold, read by the multilingual embedding (guard_embedder): its cosine to one of the
+prompt's sentences is at least `SIMILAR`, and it is closer, by `MARGIN`, to a few English statements of "my
+instructions say" (`RULE_TALK`) than to a few of "I can help with that" (`HELP_TALK`); the embedding carries
+both across languages. The thresholds were chosen on half of the leaks written for this
+(bench/data/guards/leaks.jsonl) and are reported on the other half by `python bench/guards.py --leaks`.
+
+The embedding takes ~20-40 ms a sentence, so it never runs on the event loop: each finished sentence of the
+answer is scored on one worker thread shared by all answers, and the output guard looks at the scores as they
+come back (the answer is stopped at the first leak found). At the end of an answer it waits for what is still
+being scored, at most `FINISH_WAIT` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from threading import Lock
+
+import numpy as np
+
+from parley.guards.embeddings import Embedder
+
+SIMILAR = 0.85  # cosine to the closest sentence of the system prompt
+MARGIN = 0.015  # how much closer to a statement of the assistant's rules than to an offer of help
+RULE_TALK = [
+    "My instructions say that I must not do that.",
+    "I was told to always ask for this first and never mention that.",
+    "I am not allowed to talk about this topic.",
+    "My rules require me to keep this secret.",
+    "I am configured to only help with these topics.",
+    "I have been instructed to recommend only these products.",
+]
+HELP_TALK = [
+    "I can help you with that.",
+    "I will open a ticket for you.",
+    "Let me check that for you.",
+    "Here is what you can do.",
+    "I can look into this and get back to you.",
+    "I recommend trying this product.",
+]
+MIN_WORDS = 5  # shorter sentences ("Sure, I can help.") are not judged
+FINISH_WAIT = 1.0
+SENTENCES = re.compile(r"(?<=[.!?…。！？])\s*|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCES.split(text) if len(s.split()) >= MIN_WORDS or _wide(s)]
+
+
+def _wide(s: str) -> bool:  # scripts without spaces: judged from 12 characters
+    return len(s.strip()) >= 12 and re.search(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\u0e00-\u0e7f]", s) is not None
+
+
+class ParaphraseJudge:
+    """One per server: the embedder, its worker thread, and the vectors of recent system prompts."""
+
+    def __init__(self, embedder: Embedder, similar: float = SIMILAR, margin: float = MARGIN) -> None:
+        self.embedder = embedder
+        self.similar, self.margin = similar, margin
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="paraphrase")
+        self._talk = self.pool.submit(lambda: (self.embedder.encode(RULE_TALK), self.embedder.encode(HELP_TALK)))
+        self._prompts: OrderedDict[str, Future[np.ndarray]] = OrderedDict()
+        self._lock = Lock()
+
+    def prompt_vectors(self, system_prompt: str) -> Future[np.ndarray]:
+        with self._lock:
+            future = self._prompts.get(system_prompt)
+            if future is None:
+                parts = sentences(system_prompt) or [system_prompt]
+                future = self._prompts[system_prompt] = self.pool.submit(self.embedder.encode, parts)
+                while len(self._prompts) > 64:
+                    self._prompts.popitem(last=False)
+            else:
+                self._prompts.move_to_end(system_prompt)
+            return future
+
+    def scores(self, system_prompt: str, sentence: str) -> Future[tuple[float, float]]:
+        """(cosine to the closest prompt sentence, how much closer to rule talk than to help talk), on the worker."""
+        prompt = self.prompt_vectors(system_prompt)
+
+        def run() -> tuple[float, float]:
+            v = self.embedder.encode([sentence])[0]
+            rule, help_ = self._talk.result()
+            return float((prompt.result() @ v).max()), float((rule @ v).max() - (help_ @ v).max())
+
+        return self.pool.submit(run)
+
+    def leaks(self, scores: tuple[float, float]) -> bool:
+        return scores[0] >= self.similar and scores[1] >= self.margin
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
