@@ -45,7 +45,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [
     ("before_conversation", re.compile(r"\btold before (?:this|the) conversation\b", re.I)),
     ("persona_unrestricted", re.compile(r"\b(?:no|without|free of|zero) (?:restrictions|filters|rules|limits|"
                                         r"censorship|guidelines|content polic(?:y|ies))\b", re.I)),
-    ("jailbreak_persona", re.compile(r"\b(?:DAN|do anything now|jailbr(?:eak|oken) (?:mode|ai|assistant)|"
+    ("jailbreak_persona", re.compile(r"\b(?:(?-i:DAN)|do anything now|jailbr(?:eak|oken) (?:mode|ai|assistant)|"
                                      r"you are jailbroken|god mode|unfiltered ai|evilbot|mongo tom)\b|"
                                      r"\b(?:enable|activate|enter) developer mode\b.{0,60}\b(?:ignore|no |without)",
                                      re.I)),
