@@ -17,6 +17,9 @@ def chat(**fields):
     return {"model": MODEL, "messages": MSG, "max_tokens": 4, **fields}
 
 
+# past the context window (a long repetition of one word reads as a divergence attack to the input guard)
+LONG_LOG = "Summarise this log: " + " ".join(f"line {i}: ok" for i in range(1500))
+
 CASES = [
     # (id, path, raw body or JSON, status, code or None, param or None)
     ("malformed-json", CHAT, b'{"model": "x", "messages": [', 400, None, None),
@@ -49,7 +52,7 @@ CASES = [
     ("tools-invalid", CHAT, chat(tools=[{"type": "retrieval"}]), 400, None, "tools[0]"),
     ("unknown-model", CHAT, chat(model="gpt-9"), 404, "model_not_found", "model"),
     ("max-tokens-beyond-context", CHAT, chat(max_tokens=100_000), 400, "context_length_exceeded", "max_tokens"),
-    ("context-overflow", CHAT, chat(messages=[{"role": "user", "content": "word " * 3000}]), 400,
+    ("context-overflow", CHAT, chat(messages=[{"role": "user", "content": LONG_LOG}]), 400,
      "context_length_exceeded", "messages"),
     ("completion-missing-prompt", "/v1/completions", {"model": MODEL}, 400, "missing_required_parameter", "prompt"),
     ("completion-two-prompts", "/v1/completions", {"model": MODEL, "prompt": ["a", "b"]}, 400, None, "prompt"),

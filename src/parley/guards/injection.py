@@ -95,6 +95,12 @@ def chunks(text: str, size: int = 600) -> list[str]:
 SENTENCE = re.compile(r"(?<=[.!?。！？।؟])\s*|\n+|(?<=[:;])\s+")
 MAX_SENTENCES = 40  # per reading: a long document is still read whole in chunks
 SENTENCE_BAND = 0.1  # the whole text's probability from which its sentences are read one by one
+MIN_WORDS = 5  # shorter texts ("Hi", "Tell me a joke.") are left to the rules: an embedding of two words says little
+WIDE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\u0e00-\u0e7f]")  # scripts without spaces
+
+
+def too_short(text: str) -> bool:
+    return len(text.split()) < MIN_WORDS and not (WIDE.search(text) and len(text.strip()) >= 8)
 
 
 def pieces(text: str) -> tuple[list[str], list[str]]:
@@ -132,6 +138,8 @@ class InjectionScanner:
                     return 1.0, f"rule:{rule}"
         if self.classifier is None:
             return 0.0, "no classifier"
+        if too_short(text):
+            return 0.0, "too short for the classifier"
         whole, sentences = pieces(text)
         p = float(self.classifier.probabilities(whole).max())
         if sentences and SENTENCE_BAND <= p < self.classifier.threshold:

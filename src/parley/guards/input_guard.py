@@ -34,8 +34,17 @@ class InputGuard:
         return shared_embedder()
 
     def scan_text(self, text: str, policy: Policy | None = None) -> list[Finding]:
+        """Every active scanner's findings. The injection scanner reads the text with the PII and secrets
+        found replaced by their placeholders: an address or a card number says nothing about intent, and the
+        classifier had learnt "an email address" from attacks that send data to one."""
         active = (policy or self.policy).actions
-        return [f for s in self.scanners if s.name in active for f in s.scan(text)]
+        others = [f for s in self.scanners if s.name in active and s.name != "injection" for f in s.scan(text)]
+        masked, limit = text, len(text)
+        for f in sorted((f for f in others if f.start >= 0), key=lambda f: f.start, reverse=True):
+            if f.end <= limit:  # an overlapping finding is left to the one already replaced
+                masked, limit = masked[: f.start] + f.placeholder + masked[f.end :], f.start
+        injection = [f for s in self.scanners if s.name in active and s.name == "injection" for f in s.scan(masked)]
+        return injection + others
 
     def check(self, text: str, policy: Policy | None = None) -> GuardResult:
         policy = policy or self.policy
