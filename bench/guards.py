@@ -61,13 +61,16 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
     by_kind: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     by_lang: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     total: dict[int, list[int]] = defaultdict(list)
+    by_source_rules: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     latencies = []
     for row in rows:
         start = time.perf_counter()
         text = reveal(row["text"])[0]  # as the preprocessing stage does first: tag characters become the text
-        hit = int(any(f.scanner == "injection" for f in guard.scan_text(text)))
+        found = [f for f in guard.scan_text(text) if f.scanner == "injection"]
+        hit = int(bool(found))
         latencies.append((time.perf_counter() - start) * 1000)
         label = int(row["label"])
+        by_source_rules[collection(row)][label].append(int(any(f.detail.startswith("rule:") for f in found)))
         for groups, key in ((by_source, collection(row)), (by_kind, kind(row) if label else "benign"),
                             (by_lang, row["lang"])):  # fmt: skip
             groups[key][label].append(hit)
@@ -78,7 +81,10 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
             int(any(f.scanner == "injection" for f in guard.scan_text(str(row["text"]))))
         )
     lines = [f"## Held-out collections: {rate(total[1])} of attacks detected, {rate(total[0])} false positives"]
-    lines += table("By collection", by_source) + table("By kind of attack", by_kind)
+    lines += table("By collection (rules or classifier)", by_source)
+    lines += table("By collection, rules alone (what the default policy blocks; the classifier's findings are "
+                   "flagged)", by_source_rules)  # fmt: skip
+    lines += table("By kind of attack", by_kind)
     lines += table("By language (attacks: CyberSecEval and garak; benign: MGSM and XSTest)", by_lang)
     lines += table("Coverage: the template corpus the classifier was trained on (not generalisation)", own)
     lines.append(f"\nInput guard latency per request (held-out rows, one at a time): p50 {pct(latencies, 50):.1f} ms, "

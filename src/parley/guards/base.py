@@ -74,8 +74,8 @@ class GuardResult:
     def summary(self) -> list[dict[str, object]]:
         """The findings for the trace, each with the action its scanner's policy took."""
         policy = self.policy or Policy()
-        return [{"scanner": f.scanner, "kind": f.kind, "score": round(f.score, 3), "action": action_for(policy, f)}
-                for f in self.findings]  # fmt: skip
+        return [{"scanner": f.scanner, "kind": f.kind, "score": round(f.score, 3), "action": action_for(policy, f),
+                 **({"detail": f.detail} if f.detail else {})} for f in self.findings]  # fmt: skip
 
 
 STRENGTH = {None: 0, Action.FLAG: 1, Action.REDACT: 2, Action.BLOCK: 3}
@@ -104,6 +104,9 @@ def apply_policy(text: str, findings: list[Finding], policy: Policy) -> GuardRes
 
 def action_for(policy: Policy, finding: Finding) -> Action:
     """What the policy does with a finding: its scanner's action (flag if unnamed); a finding about the whole
-    text cannot be redacted, so redact blocks it."""
+    text cannot be redacted, so redact blocks it. An injection found by the classifier alone (no rule) has its
+    own entry, `injection_classifier` (default flag), falling back to `injection`'s."""
     action = policy.actions.get(finding.scanner, Action.FLAG)
+    if finding.scanner == "injection" and finding.detail == "classifier":
+        action = policy.actions.get("injection_classifier", action)
     return Action.BLOCK if action is Action.REDACT and finding.start < 0 else action

@@ -12,7 +12,11 @@ from parley.guards.secrets import SecretScanner
 
 # `tool_injection`: what becomes of a tool's result that reads as an injection (indirect prompt injection):
 # redact withholds the result from the model (the turn goes on), block refuses the request, flag only notes it.
-DEFAULT_INPUT_POLICY = Policy({"injection": Action.BLOCK, "secrets": Action.REDACT, "pii": Action.REDACT,
+# `injection_classifier`: what becomes of a prompt only the classifier reads as an injection (no rule matched).
+# Flag by default: on held-out everyday instructions ("You are given a tweet; decide whether it is offensive")
+# it was wrong 29% of the time (bench/guards.py), too often to refuse people on its word alone.
+DEFAULT_INPUT_POLICY = Policy({"injection": Action.BLOCK, "injection_classifier": Action.FLAG,
+                               "secrets": Action.REDACT, "pii": Action.REDACT,
                                "tool_injection": Action.REDACT})  # fmt: skip
 
 
