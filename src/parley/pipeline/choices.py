@@ -76,7 +76,7 @@ async def merged_chunks(runs: list[Run], response_id: str) -> AsyncIterator[Chat
             item.id = response_id
             yield item
         if usage_chunks:
-            last = usage_chunks[0].model_copy(update={"usage": merged_usage(usage_chunks)})
+            last = usage_chunks[0].model_copy(update={"usage": merged_usage(usage_chunks), "id": response_id})
             yield last
     finally:
         for task in tasks:
