@@ -91,6 +91,12 @@ def apply_policy(text: str, findings: list[Finding], policy: Policy) -> GuardRes
             strongest = action
         if action is Action.REDACT:
             spans.append(f)
+    return GuardResult(redact(text, spans), strongest, findings, policy)
+
+
+def redact(text: str, spans: list[Finding]) -> str:
+    """`text` with each finding's span replaced by its placeholder (a span overlapping one already replaced is
+    left to it)."""
     out, last = [], 0
     for f in sorted(spans, key=lambda f: (f.start, -f.end)):
         if f.start < last:
@@ -99,7 +105,7 @@ def apply_policy(text: str, findings: list[Finding], policy: Policy) -> GuardRes
         out.append(f.placeholder)
         last = f.end
     out.append(text[last:])
-    return GuardResult("".join(out), strongest, findings, policy)
+    return "".join(out)
 
 
 def action_for(policy: Policy, finding: Finding) -> Action:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parley.guards.base import Action, Finding, GuardResult, Policy, Scanner, apply_policy
+from parley.guards.base import Action, Finding, GuardResult, Policy, Scanner, apply_policy, redact
 from parley.guards.embeddings import Embedder
 from parley.guards.injection import InjectionClassifier, InjectionScanner
 from parley.guards.pii import PIIScanner
@@ -43,10 +43,7 @@ class InputGuard:
         classifier had learnt "an email address" from attacks that send data to one."""
         active = (policy or self.policy).actions
         others = [f for s in self.scanners if s.name in active and s.name != "injection" for f in s.scan(text)]
-        masked, limit = text, len(text)
-        for f in sorted((f for f in others if f.start >= 0), key=lambda f: f.start, reverse=True):
-            if f.end <= limit:  # an overlapping finding is left to the one already replaced
-                masked, limit = masked[: f.start] + f.placeholder + masked[f.end :], f.start
+        masked = redact(text, [f for f in others if f.start >= 0])
         injection = [f for s in self.scanners if s.name in active and s.name == "injection" for f in s.scan(masked)]
         return injection + others
 
