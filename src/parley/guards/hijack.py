@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from parley.guards.scripts import UNSPACED
+
 # a quoted span: straight or typographic quotes, guillemets, CJK corner brackets; single quotes only where
 # they cannot be apostrophes (no letter on their outer side)
 QUOTED = re.compile(
@@ -18,7 +20,6 @@ QUOTED = re.compile(
     r"『([^』\n]{2,300})』|(?<!\w)'([^'\n]{2,300}?)'(?!\w)|‘([^’\n]{2,300})’"
 )
 NON_WORD = re.compile(r"[\W_]+")
-WIDE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\u0e00-\u0e7f]")  # scripts without spaces
 
 
 def norm(text: str) -> str:
@@ -33,7 +34,7 @@ def dictated(text: str) -> list[str]:
     phrases = set()
     for match in QUOTED.finditer(text):
         words = norm(next(g for g in match.groups() if g is not None)).split()
-        if len(words) == 1 and WIDE.search(words[0]):
+        if len(words) == 1 and UNSPACED.search(words[0]):
             phrases.update(words[0][i:] for i in range(len(words[0]) - 2))
         else:
             phrases.update(" ".join(words[i:]) for i in range(len(words) - 2))
@@ -66,7 +67,7 @@ class Opening:
         for phrase, pattern in self._patterns:
             if (match := pattern.match(folded)) is not None:
                 after = folded[match.end() :]
-                if after[:1].isalnum() and not WIDE.match(after[:1]):
+                if after[:1].isalnum() and not UNSPACED.match(after[:1]):
                     continue  # the word goes on ("humans" past "human")
                 end = SENTENCE_END.match(after)
                 if end is None:

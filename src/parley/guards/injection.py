@@ -22,6 +22,7 @@ import numpy as np
 from parley.guards.base import Finding
 from parley.guards.deobfuscate import variants
 from parley.guards.embeddings import Embedder
+from parley.guards.scripts import UNSPACED
 
 WEIGHTS = Path(__file__).parent / "data" / "injection_classifier.json"
 
@@ -96,11 +97,10 @@ SENTENCE = re.compile(r"(?<=[.!?。！？।؟])\s*|\n+|(?<=[:;])\s+")
 MAX_SENTENCES = 40  # per reading: a long document is still read whole in chunks
 SENTENCE_BAND = 0.1  # the whole text's probability from which its sentences are read one by one
 MIN_WORDS = 5  # shorter texts ("Hi", "Tell me a joke.") are left to the rules: an embedding of two words says little
-WIDE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\u0e00-\u0e7f]")  # scripts without spaces
 
 
 def too_short(text: str) -> bool:
-    return len(text.split()) < MIN_WORDS and not (WIDE.search(text) and len(text.strip()) >= 8)
+    return len(text.split()) < MIN_WORDS and not (UNSPACED.search(text) and len(text.strip()) >= 8)
 
 
 def pieces(text: str) -> tuple[list[str], list[str]]:

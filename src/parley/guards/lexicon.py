@@ -11,12 +11,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from parley.guards.scripts import UNSPACED
+
 DIR = Path(__file__).parent / "data" / "ldnoobw"
-UNSPACED = {"ja", "zh", "th"}  # scripts written without spaces between words: matched anywhere
+UNSPACED_LISTS = {"ja", "zh", "th"}  # scripts written without spaces between words: matched anywhere
 
 
 WORD = re.compile(r"\w+")
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\u0e00-\u0e7f\uac00-\ud7af]")
 
 
 @lru_cache(maxsize=1)
@@ -29,7 +30,7 @@ def lexicon() -> tuple[frozenset[str], int, tuple[str, ...]]:
         if path.name.isupper() or path.suffix:  # LICENSE, SOURCE.md
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
-            if path.name in UNSPACED and len(line.strip()) > 1:
+            if path.name in UNSPACED_LISTS and len(line.strip()) > 1:
                 unspaced.add(line.strip())
             elif words := WORD.findall(line.lower()):
                 spaced.add(" ".join(words))
@@ -44,7 +45,7 @@ def first_hit(text: str) -> int:
         for n in range(1, min(longest, len(words) - i) + 1):
             if " ".join(w.group() for w in words[i : i + n]) in spaced:
                 return match.start()
-    if CJK.search(text):
+    if UNSPACED.search(text):
         hits = [at for w in unspaced if (at := text.find(w)) >= 0]
         if hits:
             return min(hits)

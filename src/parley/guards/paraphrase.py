@@ -27,6 +27,7 @@ from threading import Lock
 import numpy as np
 
 from parley.guards.embeddings import Embedder
+from parley.guards.scripts import UNSPACED
 
 SIMILAR = 0.85  # cosine to the closest sentence of the system prompt
 MARGIN = 0.015  # how much closer to a statement of the assistant's rules than to an offer of help
@@ -56,7 +57,7 @@ def sentences(text: str) -> list[str]:
 
 
 def _wide(s: str) -> bool:  # scripts without spaces: judged from 12 characters
-    return len(s.strip()) >= 12 and re.search(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\u0e00-\u0e7f]", s) is not None
+    return len(s.strip()) >= 12 and UNSPACED.search(s) is not None
 
 
 class ParaphraseJudge:
