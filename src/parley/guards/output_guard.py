@@ -89,12 +89,11 @@ class OutputGuard:
         self._pending = ""
         self._context = ""  # recently released text, for matches that straddle the release point
         self._in_key = False  # inside a private-key block longer than we can hold
-        self._sentence = ""  # released text since the last sentence end (flag mode)
+        self._sentence = ""  # released text since the last sentence end
         self.findings: list[Finding] = []
         self._opening = Opening(dictated) if dictated and "hijack" in policy.actions else None
         self._answer = ""  # the answer so far, while its opening is watched
         self._paraphrase = paraphrase if self.system_prompt.strip() else None
-        self._released = ""  # released text since the last sentence end, for the paraphrase judge
         self._scores: list[tuple[str, Future[tuple[float, float]]]] = []
 
     def feed(self, text: str, tokens_left: int) -> str:
@@ -125,8 +124,8 @@ class OutputGuard:
             return ""
         out = self._release(len(self._pending), self.sentence_hold and first_hit(self._pending) >= 0)
         if self._paraphrase is not None:
-            self._judge(self._released)
-            self._released = ""
+            self._judge(self._sentence)
+            self._sentence = ""
             wait([f for _, f in self._scores], timeout=FINISH_WAIT)
             self._paraphrased()
         return out
@@ -230,14 +229,27 @@ class OutputGuard:
         if begin >= 0 and "PRIVATE KEY" in chunk[begin:] and "-----END" not in chunk[begin:]:
             self._in_key = True
         out = self._check_offensive(result.text, held)
-        if self._paraphrase is not None and out:
-            self._released += out
-            ends = [m.end() for m in SENTENCE_END.finditer(self._released)]
-            if ends:
-                done, self._released = self._released[: ends[-1]], self._released[ends[-1] :]
-                self._judge(done)  # the unfinished sentence stays
         self._context = (self._context + chunk)[-OVERLAP * 2 :]
+        if not self.stop:
+            self._sentences_left(out, judged=held)
         return out
+
+    def _sentences_left(self, out: str, judged: bool) -> None:
+        """Released text, gathered into sentences: each finished one goes to the judges that see text after it
+        left (the offensive flag, unless it was held and `judged` already; the paraphrase judge)."""
+        if self.offensive is None and self._paraphrase is None:
+            return
+        self._sentence += out
+        ends = [m.end() for m in SENTENCE_END.finditer(self._sentence)]
+        if not ends:
+            return
+        done, self._sentence = self._sentence[: ends[-1]], self._sentence[ends[-1] :]
+        if self.offensive is not None and not judged:
+            score = max(self.offensive([done]))
+            if score >= OFFENSIVE_THRESHOLD:  # it has left: the trace says so, whatever the policy
+                self.findings.append(Finding("offensive", "offensive", score=score, detail="released"))
+        if self._paraphrase is not None:
+            self._judge(done)  # the unfinished sentence stays
 
     def _check_offensive(self, text: str, held: bool) -> str:
         if self.offensive is None:
@@ -246,7 +258,6 @@ class OutputGuard:
             parts = re.split(r"(?<=[.!?…\n])(?=\s)", text)
             # the first is judged with the start of its sentence that had already left
             scores = self.offensive([self._sentence + parts[0], *parts[1:]]) if parts else []
-            self._sentence = ""
             kept: list[str] = []
             for part, score in zip(parts, scores, strict=True):
                 if score >= OFFENSIVE_THRESHOLD:
@@ -257,11 +268,4 @@ class OutputGuard:
                     part = " [removed]"
                 kept.append(part)
             return "".join(kept)
-        self._sentence += text  # flag mode: judge sentences after they left, for the trace and metrics
-        ends = [m.end() for m in SENTENCE_END.finditer(self._sentence)]
-        if ends:
-            done, self._sentence = self._sentence[: ends[-1]], self._sentence[ends[-1] :]
-            score = max(self.offensive([done]))
-            if score >= OFFENSIVE_THRESHOLD:  # it has left: the trace says so, whatever the policy
-                self.findings.append(Finding("offensive", "offensive", score=score, detail="released"))
-        return text
+        return text  # judged after it left (_sentences_left), for the trace and metrics
