@@ -26,9 +26,9 @@ class Guards:
         self.input_base = Policy.parse(policy, DEFAULT_INPUT_POLICY, side="input")
         self.output_base = Policy.parse(policy, DEFAULT_OUTPUT_POLICY, side="output")
         self.input = InputGuard.default(self.input_base, classifier=classifier)
-        from profanity_check import predict_prob
+        from parley.guards.offensive import OffensiveScorer
 
-        self._predict = predict_prob
+        self._offensive = OffensiveScorer()
         self._salt = secrets.token_bytes(16)
         self.topic, self.topic_threshold = topic, topic_threshold
         self._topic_vectors: dict[str, object] = {}
@@ -71,7 +71,7 @@ class Guards:
         return "pc-" + hashlib.sha256(self._salt + system_prompt.encode()).hexdigest()[:12]
 
     def offensive_scores(self, texts: list[str]) -> list[float]:
-        return [float(p) for p in self._predict(texts)]
+        return self._offensive.scores(texts)
 
     def output_guard(self, key_policy: str | None, canary: str | None, system_prompt: str | None,
                      dictated: list[str] | None = None) -> OutputGuard:  # fmt: skip
