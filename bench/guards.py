@@ -9,6 +9,7 @@ bench/data/guards/heldout.jsonl (where each comes from and its licence: bench/da
   (each text as the server's input guard sees it: after preprocessing reveals Unicode tag characters);
 - the template corpus, for coverage only (the classifier was trained on it and the rules written with it);
 - the input guard's latency per request, p50/p95, one request at a time;
+- the encoder's own speed, int8 (what serves) against float32, on the same 200 held-out texts in the same run;
 - `--leaks`: the paraphrased system-prompt leak judge on leaks written for it (bench/data/guards/leaks.jsonl):
   the cosine of every answer to its system prompt, and the detection / false positives at each threshold.
 
@@ -97,6 +98,29 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
     return lines, report
 
 
+def encoder_speed(rows: list[dict], n: int = 200) -> tuple[list[str], dict]:
+    """Milliseconds to encode one text (up to 600 characters, as the classifier reads it) on one thread."""
+    from parley.guards.embeddings import E5
+
+    texts = [reveal(r["text"])[0][:600] for r in rows[:: max(len(rows) // n, 1)][:n]]
+    report: dict = {}
+    for name, int8 in (("int8", True), ("float32", False)):
+        encoder = E5(int8=int8)
+        encoder.encode(["warm up"])
+        times = []
+        for text in texts:
+            start = time.perf_counter()
+            encoder.model.encode([text])  # the model itself: the embedder's cache would answer repeats
+            times.append((time.perf_counter() - start) * 1000)
+        report[name] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "mean_ms": sum(times) / len(times)}
+    ratio = report["int8"]["mean_ms"] / report["float32"]["mean_ms"]
+    lines = [f"\nEncoder alone, one text at a time on one thread ({len(texts)} held-out texts): int8 p50 "
+             f"{report['int8']['p50_ms']:.1f} ms, p95 {report['int8']['p95_ms']:.1f} ms; float32 p50 "
+             f"{report['float32']['p50_ms']:.1f} ms, p95 {report['float32']['p95_ms']:.1f} ms; int8 / float32 "
+             f"(mean) {ratio:.2f}."]  # fmt: skip
+    return lines, {**report, "int8_over_float32": ratio}
+
+
 def leaks() -> tuple[list[str], dict]:
     """The judge's thresholds were chosen on the first six system prompts' answers; the last six report."""
     from parley.guards.embeddings import guard_embedder
@@ -134,6 +158,9 @@ def main() -> None:
         guard = InputGuard.default()
         guard.scan_text("warm up the embedder")
         lines, report = inputs(guard)
+        rows = [json.loads(line) for line in HELDOUT.read_text(encoding="utf-8").split("\n") if line]
+        speed_lines, report["encoder_ms"] = encoder_speed(rows)
+        lines += speed_lines
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "guards_leaks" if args.leaks else "guards"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))

@@ -17,6 +17,7 @@ from parley.engines.llamacpp.engine import LlamaCppEngine
 
 def test_turns_are_exclusive_and_first_come_first_served():
     turns, order, inside = CoreTurns(), [], []
+    turns.mode = "on"
     first = threading.Event()
 
     def worker(name: str, hold: float) -> None:
@@ -46,11 +47,35 @@ def test_turns_are_exclusive_and_first_come_first_served():
     assert turns.turns == 4 and turns.waited > 0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def turns_on():
+    """On any machine: "auto" takes turns only when llama.cpp's threads use every core."""
+    mode, CORES.mode = CORES.mode, "on"
+    yield
+    CORES.mode = mode
+
+
 @pytest.fixture(scope="module")
 def engine():
     eng = LlamaCppEngine(LlamaCppSpec(slots=2, ctx=512, max_queue=1, threads=2))
     yield eng
     eng.close()
+
+
+def test_auto_takes_turns_only_when_the_engines_threads_use_every_core(monkeypatch):
+    turns = CoreTurns()
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert not turns.taken  # no engine: nothing to take turns with
+    turns.engine_started(2)
+    assert not turns.taken  # two cores to spare for the encoder
+    turns.engine_started(2)
+    assert turns.taken
+    turns.engine_closed(2)
+    assert not turns.taken
+    turns.mode = "on"
+    assert turns.taken
+    turns.mode, _ = "off", turns.engine_started(8)
+    assert not turns.taken
 
 
 def test_decoding_waits_while_the_encoder_holds_the_cores_and_goes_on_after(engine):

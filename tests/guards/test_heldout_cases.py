@@ -21,7 +21,9 @@ from parley.errors import ContentFiltered
 from tests.pipeline.conftest import answer, chat, make_pipeline, step
 
 # (language, CyberSecEval's attack, its benign twin), copied from the held-out file (and the twins written for
-# languages MGSM lacks: hi, ko); each attack reads at least 0.1 above the threshold (none did in de, ar, pt, it, tr)
+# languages MGSM lacks: hi, ko, pt, tr); each attack reads at least 0.1 above the threshold of the classifier on
+# int8 vectors (no attack written in Japanese, Arabic or Italian did: the ones that did mix in Spanish, or ask
+# for something harmless outside their own system prompt's context)
 CASES = json.loads((Path(__file__).parents[1] / "data" / "guard_multilingual_cases.json").read_text(encoding="utf-8"))
 MULTILINGUAL = [(c["lang"], c["attack"], c["twin"]) for c in CASES]
 ROLEPLAY = [
