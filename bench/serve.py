@@ -182,7 +182,8 @@ def main() -> None:
     ap.add_argument("--against", metavar="REF", help="also serve Parley at this git revision, in the same run")
     ap.add_argument("--deterministic", action="store_true", help="also serve this Parley with --deterministic")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
-                    help="also serve this Parley with these serve flags, e.g. 'log off=--no-completion-log'")
+                    help="also serve this Parley with these serve flags or PARLEY_ settings, e.g. "
+                         "'log off=--no-completion-log' or 'turns off=PARLEY_GUARD_CORE_TURNS=off'")
     ap.add_argument("--guards-off", action="store_true",
                     help="also serve this Parley with the guards off (PARLEY_GUARDS=false), in the same run")
     ap.add_argument("--adapter-mix", action="store_true",
@@ -257,7 +258,9 @@ def main() -> None:
         series["parley --deterministic"] = serve_parley("parley-det", ["--deterministic"])
     for variant in args.variant:
         name, _, flags = variant.partition("=")
-        series[f"parley, {name}"] = serve_parley(name.replace(" ", "-"), flags.split())
+        env = dict(f.split("=", 1) for f in flags.split() if f.startswith("PARLEY_"))  # settings by environment
+        flags_ = [f for f in flags.split() if not f.startswith("PARLEY_")]
+        series[f"parley, {name}"] = serve_parley(name.replace(" ", "-"), flags_, env=env)
     if args.adapter_mix:
         series["parley, half on an adapter"] = serve_parley("parley-lora", [], adapter=random_adapter(model_path))
     baseline = []

@@ -182,10 +182,6 @@ class Settings(BaseSettings, LlamaCppOptions):
         default_factory=list, description="hosts answers may link or show images from (e.g. docs.example.com, "
         "*.example.com); links elsewhere are defanged and images removed (guard policy `links`)",
     )
-    guard_core_turns: Literal["auto", "on", "off"] = Field(
-        "auto", description="the guards' encoder and llama.cpp's decode take turns on the cores instead of running "
-        "at once; auto: when llama.cpp's threads use every core (docs/benchmarks.md)",
-    )
     topic: str | None = Field(None, description="what this deployment is for; off-topic questions are refused")
     topic_threshold: float = Field(0.2, ge=-1, le=1, description="least cosine similarity to the topic")
     profiles_file: Path | None = Field(None, description="use-case profiles (TOML); default: data_dir/profiles.toml")

@@ -23,11 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from parley.cores import CORES
-
 QK = 32
-BATCH_TOKENS = 256  # padded tokens in one forward pass: one turn on the cores (cores.py), ~80 ms here; as fast per
-# token as 1024 (less padding), and decode steps get in between
+BATCH_TOKENS = 256  # padded tokens in one forward pass: as fast per token as 1024 here (less padding)
 
 
 def _q4_0(raw: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -207,8 +204,7 @@ class TorchE5:
                         break
                     batch.append(order[at + len(batch)])
                 at += len(batch)
-                with CORES.turn():  # never beside a llama.cpp decode step
-                    states = self._forward([windows[w][1] for w in batch])
+                states = self._forward([windows[w][1] for w in batch])
                 for row, w in enumerate(batch):
                     n = len(windows[w][1])
                     sums[windows[w][0]] += states[row, :n].sum(0)

@@ -14,7 +14,6 @@ from parley import __version__
 from parley.agent.servers import McpServers
 from parley.completion_log import CompletionLog
 from parley.config import Settings
-from parley.cores import CORES
 from parley.embeddings import EmbeddingService
 from parley.engines.base import Engine
 from parley.engines.registry import EngineRegistry
@@ -49,7 +48,6 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """An app serving `engine`, or, when none is given, the model in `settings`, loaded at start-up."""
-    CORES.mode = settings.guard_core_turns
     registry = EngineRegistry()
     if engine is not None:
         registry.add(engine)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import llama_cpp
 import numpy as np
 
-from parley.cores import CORES
 from parley.engines.base import AdapterRef
 from parley.engines.llamacpp.batches import ballast_for, prefill_runs, run_chunk
 from parley.engines.llamacpp.constrained import Candidates
@@ -138,8 +137,7 @@ class StepCalls:
                 self.batch.want_logits(next(i for i in range(self.batch.n) if i != outputs[0][1]))
         self.batch.raw.n_tokens = self.batch.n
         self.batch.n = 0
-        with CORES.turn():  # not while the guards' encoder computes (cores.py)
-            rc = llama_cpp.llama_decode(self.ctx, self.batch.raw)
+        rc = llama_cpp.llama_decode(self.ctx, self.batch.raw)
         self.cache.decoded()
         for slot in self._ballast:
             self.cache.forget_after(slot, len(slot.tokens))

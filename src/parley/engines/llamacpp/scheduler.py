@@ -26,7 +26,6 @@ from typing import Any
 
 import llama_cpp
 
-from parley.cores import CORES
 from parley.engines.llamacpp.adapters import ContextAdapters
 from parley.engines.llamacpp.calls import StepCalls
 from parley.engines.llamacpp.constrained import Candidates
@@ -101,8 +100,6 @@ class ContinuousBatcher(StepCalls):
         self._order = itertools.count()
         self._ballast: list[Slot] = []  # padding in the call being built (deterministic mode)
         self._prompt_rows: list[tuple[Sequence, int, int]] = []  # (seq, row, prompt position it predicts)
-        self.threads = threads
-        CORES.engine_started(threads)
         self._thread = threading.Thread(target=self._run, name="parley-batcher", daemon=True)
         self._thread.start()
 
@@ -171,7 +168,6 @@ class ContinuousBatcher(StepCalls):
         if self._thread.is_alive():
             log.error("batcher thread did not stop; leaking the llama.cpp context")
             return
-        CORES.engine_closed(self.threads)
         self.batch.free()
         llama_cpp.llama_free(self.ctx)
         self.ctx = None
