@@ -123,19 +123,38 @@ class InjectionScanner:
         self.classifier = classifier
 
     def scan(self, text: str) -> list[Finding]:
-        score, detail = self.score(text)
-        if detail.startswith("rule:") or (self.classifier is not None and score >= self.classifier.threshold):
-            return [Finding(self.name, "injection", score=score, detail=detail)]
-        return []
+        return self.scan_rules(text) or self.scan_classifier(text)
+
+    def scan_rules(self, text: str) -> list[Finding]:
+        rule = self.rule(text)
+        return [Finding(self.name, "injection", score=1.0, detail=f"rule:{rule}")] if rule else []
+
+    def scan_classifier(self, text: str) -> list[Finding]:
+        """The classifier's finding, if it reads the text as an injection (the rules are not consulted)."""
+        if self.classifier is None:
+            return []
+        score, detail = self._classify(text)
+        if score < self.classifier.threshold:
+            return []
+        return [Finding(self.name, "injection", score=score, detail=detail)]
+
+    @staticmethod
+    def rule(text: str) -> str | None:
+        """The first rule that matches a readable variant of the text."""
+        for reading in variants(text):
+            for rule, pattern in RULES:
+                if pattern.search(reading):
+                    return rule
+        return None
 
     def score(self, text: str) -> tuple[float, str]:
         """How much the text reads as an injection: 1.0 when a rule matches, else the classifier's highest
         probability over the text's pieces (0.0 without a classifier); and what decided it."""
-        readings = variants(text)
-        for reading in readings:
-            for rule, pattern in RULES:
-                if pattern.search(reading):
-                    return 1.0, f"rule:{rule}"
+        if rule := self.rule(text):
+            return 1.0, f"rule:{rule}"
+        return self._classify(text)
+
+    def _classify(self, text: str) -> tuple[float, str]:
         if self.classifier is None:
             return 0.0, "no classifier"
         if too_short(text):

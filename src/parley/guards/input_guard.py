@@ -41,11 +41,28 @@ class InputGuard:
         """Every active scanner's findings. The injection scanner reads the text with the PII and secrets
         found replaced by their placeholders: an address or a card number says nothing about intent, and the
         classifier had learnt "an email address" from attacks that send data to one."""
+        findings, unread = self.scan_now(text, policy)
+        return (self.read_later(unread) if unread is not None else []) + findings
+
+    def scan_now(self, text: str, policy: Policy | None = None) -> tuple[list[Finding], str | None]:
+        """The findings of everything but the injection classifier, and the (masked) text the classifier has
+        still to read: None when a rule already found an injection or injections are not scanned for."""
         active = (policy or self.policy).actions
         others = [f for s in self.scanners if s.name in active and s.name != "injection" for f in s.scan(text)]
+        injection = self._injection() if "injection" in active else None
+        if injection is None:
+            return others, None
         masked = redact(text, [f for f in others if f.start >= 0])
-        injection = [f for s in self.scanners if s.name in active and s.name == "injection" for f in s.scan(masked)]
-        return injection + others
+        ruled = injection.scan_rules(masked)
+        return ruled + others, (None if ruled or injection.classifier is None else masked)
+
+    def read_later(self, masked: str) -> list[Finding]:
+        """The classifier's reading of a text `scan_now` left to it."""
+        injection = self._injection()
+        return injection.scan_classifier(masked) if injection is not None else []
+
+    def _injection(self) -> InjectionScanner | None:
+        return next((s for s in self.scanners if isinstance(s, InjectionScanner)), None)
 
     def check(self, text: str, policy: Policy | None = None) -> GuardResult:
         policy = policy or self.policy

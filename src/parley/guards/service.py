@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from parley.guards.base import Policy
+from parley.guards.base import Finding, Policy
 from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
 from parley.guards.links import LinkPolicy
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
@@ -26,6 +27,9 @@ class Guards:
         self.input_base = Policy.parse(policy, DEFAULT_INPUT_POLICY, side="input")
         self.output_base = Policy.parse(policy, DEFAULT_OUTPUT_POLICY, side="output")
         self.input = InputGuard.default(self.input_base, classifier=classifier)
+        # classifier readings that can only flag run here while the model answers (guard_input.py); the
+        # embedder batches what they send it together
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="guard-reader")
         from parley.guards.offensive import OffensiveScorer
 
         self._offensive = OffensiveScorer()
@@ -58,6 +62,10 @@ class Guards:
         if similarity >= self.topic_threshold:
             return None
         return similarity, REFUSAL.format(topic=topic)
+
+    def read_later(self, masked: str) -> Future[list[Finding]]:
+        """The injection classifier's reading of a text, on a worker thread."""
+        return self._readers.submit(self.input.read_later, masked)
 
     def input_policy(self, key_policy: str | None) -> Policy:
         return Policy.parse(key_policy, self.input_base, side="input") if key_policy else self.input_base

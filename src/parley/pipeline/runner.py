@@ -17,6 +17,7 @@ from parley.pipeline.model import MODEL_STEPS, ModelStage, ModelStream
 from parley.pipeline.output import OutputStage
 from parley.pipeline.postprocess import POSTPROCESS, PostprocessStage
 from parley.pipeline.preprocess import PREPROCESS
+from parley.pipeline.preprocess.guard_input import settle
 from parley.pipeline.stage import StageClock, record_streams, run_stage, select
 from parley.pipeline.turn import Delta, Outcome, Turn
 from parley.protocol.openai import ChatCompletion, ChatCompletionChunk, Completion
@@ -71,6 +72,8 @@ class Pipeline:
         it, as `/tokenize` reports it. Not a turn that is answered: the turn-end hook does not run."""
         ctx = TurnContext(self.resolve, key=key, profiles=self.profiles, tuner=self.tuner)
         await asyncio.to_thread(self._prepare, turn, ctx, until)
+        for *_, reading in turn.guard.reading:  # nothing will read their verdicts
+            reading.cancel()
         return ctx
 
     def _prepare(self, turn: Turn, ctx: TurnContext, until: str | None = None) -> None:
@@ -90,6 +93,7 @@ class Pipeline:
         """End the turn once (later calls do nothing) and run the turn-end observers."""
         if turn.outcome is not None:
             return
+        await settle(turn, wait=0)  # an answer that ended early: the verdicts already read, without waiting
         turn.outcome, turn.error = outcome, error
         turn.timing.ended = time.perf_counter()
         await self.turn_end.fire(turn, ctx)
@@ -118,6 +122,7 @@ class Run:
             self._error = exc
             raise
         else:
+            await settle(self.turn)
             start = time.perf_counter()
             self.turn.text = "".join(parts)
             self._close_trace(time.perf_counter() - start)
@@ -134,6 +139,8 @@ class Run:
         offset = len(echo)  # where the next logprobs' tokens start, in the completion's text
         try:
             async for delta in self.deltas:
+                if delta.finish_reason is not None:
+                    await settle(turn)  # the input's verdicts, read while the model answered, join the trace
                 start = time.perf_counter()
                 out: list[ChatCompletionChunk | Completion] = []
                 logprobs = delta.logprobs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,6 +60,9 @@ class GuardState:
     system_prompt: str | None = None  # the operator's system prompt, before the canary was planted
     refusal: str | None = None  # an answer decided without the model (an off-topic question)
     dictated: list[str] = field(default_factory=list)  # the input quoted these: an answer opening so is hijacked
+    # classifier readings whose verdict can only flag, left to finish while the model answers (guard_input.py):
+    # (message index, role, policy, the findings to come)
+    reading: list[tuple[int, str, Any, Future[list[Any]]]] = field(default_factory=list)
 
 
 @dataclass

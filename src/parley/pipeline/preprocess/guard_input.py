@@ -1,12 +1,21 @@
 """Step `guard_input`: scan what users and tools wrote (the operator's system prompt is trusted), apply the
 caller's policy (block → 400 content_filter, redact, flag), decide an off-topic refusal, plant a canary in the
 operator's system prompt so the output guard can see it leak, and collect the phrases the latest input dictated
-in quotes, so the output guard can see a hijacked answer print one."""
+in quotes, so the output guard can see a hijacked answer print one.
+
+The injection classifier is the slow part (tens of milliseconds a message). Where its verdict can only flag (the
+default policy: `injection_classifier=flag`) it changes nothing the user gets, so a user message's reading is
+left to finish on a worker thread while the model answers; `settle` adds its verdict to this step's note
+before the trace closes and the turn-end observers (completion log, metrics) read it. Where the classifier can
+block or redact (`injection_classifier=block`, or a tool result under `tool_injection`), it is read here,
+before the model sees anything."""
 
 from __future__ import annotations
 
+import asyncio
+
 from parley.errors import ContentFiltered
-from parley.guards.base import Action
+from parley.guards.base import Action, GuardResult, Policy, apply_policy
 from parley.guards.hijack import dictated
 from parley.guards.output_guard import canary_instruction
 from parley.pipeline.context import TurnContext
@@ -14,6 +23,7 @@ from parley.pipeline.stage import BaseStep
 from parley.pipeline.turn import Turn
 
 SCANNED_ROLES = ("user", "tool")
+SETTLE_WAIT = 10.0  # seconds the end of an answer waits for a reading still running (then noted as unfinished)
 WITHHELD = "[withheld by the guard: this tool result held instructions addressed to the assistant]"
 
 
@@ -31,7 +41,13 @@ class GuardInput(BaseStep):
         for i, msg in enumerate(turn.messages):
             if msg.role not in SCANNED_ROLES:
                 continue
-            result = guards.input.check(msg.content, policy)
+            if msg.role == "user" and _only_flags(policy):
+                findings, unread = guards.input.scan_now(msg.content, policy)
+                result = apply_policy(msg.content, findings, policy)
+                if unread is not None:
+                    turn.guard.reading.append((i, msg.role, policy, guards.read_later(unread)))
+            else:
+                result = guards.input.check(msg.content, policy)
             if result.findings:
                 verdicts.append({"message": i, "role": msg.role, "action": result.action,
                                  "findings": result.summary()})  # fmt: skip
@@ -69,3 +85,36 @@ class GuardInput(BaseStep):
             turn.guard.canary = guards.canary_for(system.content)
             system.content += canary_instruction(turn.guard.canary)
             turn.note(self.name, canary=True)
+
+
+def _only_flags(policy: Policy) -> bool:
+    """Whether a finding of the classifier alone can only be flagged under this policy."""
+    if "injection" not in policy.actions:
+        return False
+    return policy.actions.get("injection_classifier", policy.actions["injection"]) is Action.FLAG
+
+
+async def settle(turn: Turn, wait: float = SETTLE_WAIT) -> None:
+    """Add the verdicts of the classifier readings left running to the `guard_input` note (once). A reading
+    that has not finished within `wait` seconds is cancelled and noted as unfinished."""
+    reading, turn.guard.reading = turn.guard.reading, []
+    if not reading:
+        return
+    verdicts = turn.notes.setdefault(GuardInput.name, {}).setdefault("verdicts", [])
+    for i, role, policy, future in reading:
+        try:
+            findings = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait) if wait else (
+                future.result(timeout=0))  # fmt: skip
+        except Exception:  # noqa: BLE001 - timed out or failed: the trace says the verdict is missing
+            future.cancel()
+            verdicts.append({"message": i, "role": role, "classifier": "unfinished"})
+            continue
+        if not findings:
+            continue
+        found = GuardResult("", Action.FLAG, findings, policy).summary()
+        earlier = next((v for v in verdicts if v.get("message") == i and "findings" in v), None)
+        if earlier is None:
+            verdicts.append({"message": i, "role": role, "action": Action.FLAG, "findings": found})
+        else:
+            earlier["findings"] = found + earlier["findings"]
+    verdicts.sort(key=lambda v: v.get("message", 0))
