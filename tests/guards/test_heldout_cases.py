@@ -137,3 +137,12 @@ def test_a_reading_that_can_block_is_read_before_the_model_starts(real_guards):
     with pytest.raises(ContentFiltered):
         answer(make_pipeline(ScriptedEngine([chunks_of("Sure.")]), real_guards), turn)
     assert turn.guard.reading == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="no thread priorities here")
+def test_readings_left_to_finish_run_at_the_lowest_cpu_priority(real_guards):
+    import os
+    import threading
+
+    nice = real_guards._readers.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert nice == 19 and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19

@@ -18,6 +18,23 @@ REFUSAL = ("I'm sorry, but I can only help with questions about {topic}. "
            "Could you rephrase your question in that context?")
 
 
+READER_NICE = 19  # see _lower_priority
+
+
+def _lower_priority() -> None:
+    """The readings left to finish while the model answers run at the lowest CPU priority: on a machine whose
+    cores llama.cpp's threads keep busy they take what decoding leaves, instead of slowing every stream's step
+    (measured on 2 cores, 16 streams, in one run: TTFT p95 4.65 s against 6.54 s at normal priority, and 4.66 s
+    with the guards off). Linux and macOS; elsewhere they run at normal priority."""
+    import contextlib
+    import os
+    import threading
+
+    if hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):  # not allowed here: normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+
+
 class Guards:
     def __init__(
         self, policy: str = "", *, classifier: bool = True, topic: str | None = None, topic_threshold: float = 0.2,
@@ -29,7 +46,7 @@ class Guards:
         self.input = InputGuard.default(self.input_base, classifier=classifier)
         # classifier readings that can only flag run here while the model answers (guard_input.py); the
         # embedder batches what they send it together
-        self._readers = ThreadPoolExecutor(2, thread_name_prefix="guard-reader")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="guard-reader", initializer=_lower_priority)
         from parley.guards.offensive import OffensiveScorer
 
         self._offensive = OffensiveScorer()
