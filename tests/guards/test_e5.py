@@ -61,3 +61,12 @@ def test_the_int8_encoder_the_guards_serve_with_stays_close_to_float32(encoders)
     assert served.model.int8 and not exact.model.int8
     cosines = (served.encode(TEXTS) * exact.encode(TEXTS)).sum(1)
     assert cosines.min() > 0.985, cosines
+
+
+def test_an_int8_vector_does_not_depend_on_the_texts_read_with_it():
+    from parley.guards.embeddings import guard_embedder
+
+    model = guard_embedder().model  # the model itself: the embedder's cache would answer repeats
+    alone = model.encode([TEXTS[1]])[0]
+    together = model.encode([TEXTS[0], TEXTS[1], "word " * 300])[1]
+    np.testing.assert_array_equal(alone, together)

@@ -10,6 +10,9 @@ The encoder's matrix products run in int8 by default (`int8=True`): weights quan
 per call (torch's dynamic quantisation, fbgemm). On 100-token prompts that halved the time on one thread
 (62 → 32 ms here) at a cosine of at least 0.993 to the float32 vectors; the classifier's weights were fitted on
 the int8 vectors it reads when serving. `int8=False` keeps float32 (what the comparison with e5.c checks).
+In int8 each window is its own forward pass: activations are quantised with one scale per call, so in a batch
+a text's vector would depend on its batch-mates (and a guard's verdict on who else was asking); on one thread
+a batch of 32 prompts was no faster than the same prompts one by one.
 
 The forward pass is e5.c's: word + position + type embeddings and LayerNorm; 12 post-LN layers (attention,
 erf GELU); mean pooling over `<s> query: text </s>`; L2 norm. Texts past 512 tokens go in windows whose means
@@ -198,7 +201,7 @@ class TorchE5:
             at = 0
             while at < len(order):
                 batch = [order[at]]
-                while at + len(batch) < len(order):
+                while not self.int8 and at + len(batch) < len(order):
                     longest = len(windows[order[at + len(batch)]][1])  # sorted: the next one is the longest
                     if longest * (len(batch) + 1) > BATCH_TOKENS:
                         break
