@@ -106,7 +106,7 @@ def test_a_reading_that_can_only_flag_does_not_hold_the_answer_back():
     from parley.guards.service import Guards
 
     default = Guards()
-    embedder = default.input._injection().classifier.embedder
+    embedder = default.input.injection_scanner().classifier.embedder
     turn = chat(CASES[0]["attack"], trace=True, stream=True)
     release = threading.Event()
 

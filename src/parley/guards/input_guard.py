@@ -49,7 +49,7 @@ class InputGuard:
         still to read: None when a rule already found an injection or injections are not scanned for."""
         active = (policy or self.policy).actions
         others = [f for s in self.scanners if s.name in active and s.name != "injection" for f in s.scan(text)]
-        injection = self._injection() if "injection" in active else None
+        injection = self.injection_scanner() if "injection" in active else None
         if injection is None:
             return others, None
         masked = redact(text, [f for f in others if f.start >= 0])
@@ -58,10 +58,11 @@ class InputGuard:
 
     def read_later(self, masked: str) -> list[Finding]:
         """The classifier's reading of a text `scan_now` left to it."""
-        injection = self._injection()
+        injection = self.injection_scanner()
         return injection.scan_classifier(masked) if injection is not None else []
 
-    def _injection(self) -> InjectionScanner | None:
+    def injection_scanner(self) -> InjectionScanner | None:
+        """The injection scanner among this guard's scanners, if any."""
         return next((s for s in self.scanners if isinstance(s, InjectionScanner)), None)
 
     def check(self, text: str, policy: Policy | None = None) -> GuardResult:

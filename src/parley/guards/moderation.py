@@ -26,7 +26,7 @@ PARLEY_CATEGORIES = ("prompt-injection", "pii", "secrets")
 
 def moderate(guards: Guards, texts: list[str]) -> list[dict[str, Any]]:
     """One result per text: `flagged`, `categories`, `category_scores`, `category_applied_input_types`."""
-    injection = next((s for s in guards.input.scanners if isinstance(s, InjectionScanner)), InjectionScanner(None))
+    injection = guards.input.injection_scanner() or InjectionScanner(None)
     offensive = guards.offensive_scores(texts)
     pii, secrets = PIIScanner(), SecretScanner()
     results = []
