@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -55,6 +56,16 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, timeo
     server = launch_server(tmp, *args, env=env)
     wait_ready(server.proc, server.url + "/ready", timeout, server.logs, lambda: stop_server(server))
     return server
+
+
+def child_pids(pid: int) -> set[int]:
+    """A process's children (the server's: the guards' readers), wherever listed: under the thread that started
+    each."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that has just ended
+            children.update(map(int, (task / "children").read_text().split()))
+    return children
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float, logs: Callable[[], str],

@@ -1,3 +1,4 @@
 from parley.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned child process (the guards' readers) imports it
+    main()

@@ -178,6 +178,11 @@ class Settings(BaseSettings, LlamaCppOptions):
     max_message_chars: int = Field(200_000, ge=1)
     guards: bool = Field(True, description="input and output guards (docs/security.md)")
     guard_policy: str = Field("", description="overrides of the default guard policy, e.g. 'pii=flag'")
+    guard_reader_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the process that finishes the injection classifier's "
+        "readings while the model answers (docs/security.md): higher leaves decoding more of the cores, and the "
+        "readings, hence the ends of answers, take longer under load",
+    )
     link_allowlist: list[str] = Field(
         default_factory=list, description="hosts answers may link or show images from (e.g. docs.example.com, "
         "*.example.com); links elsewhere are defanged and images removed (guard policy `links`)",

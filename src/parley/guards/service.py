@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from parley.guards.base import Finding, Policy
 from parley.guards.input_guard import DEFAULT_INPUT_POLICY, InputGuard
@@ -12,27 +12,11 @@ from parley.guards.links import LinkPolicy
 from parley.guards.output_guard import DEFAULT_OUTPUT_POLICY, OutputGuard
 from parley.guards.paraphrase import ParaphraseJudge
 from parley.guards.pii import PIIScanner
+from parley.guards.readers import readers
 from parley.guards.secrets import SecretScanner
 
 REFUSAL = ("I'm sorry, but I can only help with questions about {topic}. "
            "Could you rephrase your question in that context?")
-
-
-READER_NICE = 19  # see _lower_priority
-
-
-def _lower_priority() -> None:
-    """The readings left to finish while the model answers run at the lowest CPU priority: on a machine whose
-    cores llama.cpp's threads keep busy they take what decoding leaves, instead of slowing every stream's step
-    (measured on 2 cores, 16 streams, in one run: TTFT p95 4.65 s against 6.54 s at normal priority, and 4.66 s
-    with the guards off). Linux and macOS; elsewhere they run at normal priority."""
-    import contextlib
-    import os
-    import threading
-
-    if hasattr(os, "setpriority"):
-        with contextlib.suppress(OSError):  # not allowed here: normal priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
 
 
 class Guards:
@@ -44,9 +28,6 @@ class Guards:
         self.input_base = Policy.parse(policy, DEFAULT_INPUT_POLICY, side="input")
         self.output_base = Policy.parse(policy, DEFAULT_OUTPUT_POLICY, side="output")
         self.input = InputGuard.default(self.input_base, classifier=classifier)
-        # classifier readings that can only flag run here while the model answers (guard_input.py); the
-        # embedder batches what they send it together
-        self._readers = ThreadPoolExecutor(2, thread_name_prefix="guard-reader", initializer=_lower_priority)
         from parley.guards.offensive import OffensiveScorer
 
         self._offensive = OffensiveScorer()
@@ -81,8 +62,8 @@ class Guards:
         return similarity, REFUSAL.format(topic=topic)
 
     def read_later(self, masked: str) -> Future[list[Finding]]:
-        """The injection classifier's reading of a text, on a worker thread."""
-        return self._readers.submit(self.input.read_later, masked)
+        """The injection classifier's reading of a text, in the readers' child process (readers.py)."""
+        return readers.read(masked)
 
     def input_policy(self, key_policy: str | None) -> Policy:
         return Policy.parse(key_policy, self.input_base, side="input") if key_policy else self.input_base
@@ -110,8 +91,10 @@ class GuardsHolder:
     """Loads the guards off the event loop at start-up; until then requests get 503 (the server not ready)."""
 
     def __init__(self, enabled: bool, policy: str, topic: str | None = None, topic_threshold: float = 0.2,
-                 link_allowlist: list[str] | None = None) -> None:  # fmt: skip
+                 link_allowlist: list[str] | None = None, reader_nice: int | None = None) -> None:  # fmt: skip
         self.enabled, self.policy, self.link_allowlist = enabled, policy, link_allowlist
+        if reader_nice is not None:
+            readers.nice = reader_nice
         self.topic, self.topic_threshold = topic, topic_threshold
         self.guards: Guards | None = None
         self.error: str | None = None
@@ -124,10 +107,11 @@ class GuardsHolder:
             return
         log = logging.getLogger(__name__)
         try:
-            self.guards = await asyncio.to_thread(
-                Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
-                link_allowlist=self.link_allowlist,
-            )
+            self.guards, _ = await asyncio.gather(  # the readers' child loads its model meanwhile
+                asyncio.to_thread(Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
+                                  link_allowlist=self.link_allowlist),
+                asyncio.to_thread(readers.warm),
+            )  # fmt: skip
         except Exception as exc:  # a broken guard install must say why, not crash-loop
             log.exception("guards failed to load")
             self.error = f"{type(exc).__name__}: {exc}"
@@ -135,6 +119,9 @@ class GuardsHolder:
         policy = {side: ", ".join(f"{k}={v.value}" for k, v in p.actions.items())
                   for side, p in (("input", self.guards.input_base), ("output", self.guards.output_base))}  # fmt: skip
         log.info("guards ready: input %s; output %s", policy["input"], policy["output"])
+
+    def close(self) -> None:
+        readers.close()
 
     @property
     def ready(self) -> bool:

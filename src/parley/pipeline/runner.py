@@ -110,6 +110,7 @@ class Run:
         post = pipeline.postprocess.process(turn, ctx, deltas)
         self.deltas: AsyncGenerator[Delta, None] = self.clocks[2].wrap(post)
         self.final_seconds = 0.0
+        self.waited = 0.0  # seconds the answer's end waited for the input guard's readings
         self._finished = False
         self._error: BaseException | None = None
 
@@ -122,7 +123,7 @@ class Run:
             self._error = exc
             raise
         else:
-            await settle(self.turn)
+            self.waited = await settle(self.turn)
             start = time.perf_counter()
             self.turn.text = "".join(parts)
             self._close_trace(time.perf_counter() - start)
@@ -140,7 +141,7 @@ class Run:
         try:
             async for delta in self.deltas:
                 if delta.finish_reason is not None:
-                    await settle(turn)  # the input's verdicts, read while the model answered, join the trace
+                    self.waited = await settle(turn)  # the input's verdicts, read while the model answered, join
                 start = time.perf_counter()
                 out: list[ChatCompletionChunk | Completion] = []
                 logprobs = delta.logprobs
@@ -194,4 +195,6 @@ class Run:
     def _close_trace(self, final_seconds: float) -> None:
         record_streams(self.turn, self.clocks)
         self.turn.note(self.pipeline.final.name, chars=len(self.turn.text), stream=self.turn.request.stream)
+        if self.waited:
+            self.turn.note(self.pipeline.final.name, waited_for_guard_ms=round(self.waited * 1000, 3))
         self.turn.record(self.pipeline.final.name, final_seconds)

@@ -54,7 +54,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         registry.loading = False
     db = Database(settings.db_url(), migrate=settings.auto_migrate)
     guards = GuardsHolder(settings.guards, settings.guard_policy, settings.topic, settings.topic_threshold,
-                          settings.link_allowlist)  # fmt: skip
+                          settings.link_allowlist, reader_nice=settings.guard_reader_nice)  # fmt: skip
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
     completions = CompletionRepository(db)
     completion_log = None
@@ -112,6 +112,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 await asyncio.to_thread(completion_log.close)
             await tool_servers.close()
             registry.close()
+            guards.close()
             embedder.close()
             await buckets.close()
             db.close()

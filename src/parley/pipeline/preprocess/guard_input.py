@@ -13,6 +13,7 @@ before the model sees anything."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from parley.errors import ContentFiltered
 from parley.guards.base import Action, GuardResult, Policy, apply_policy
@@ -74,7 +75,7 @@ class GuardInput(BaseStep):
         if "off_topic" in output_policy.actions and (off := guards.off_topic(question, topic)):
             turn.guard.refusal = off[1]
             turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": topic,
-                                            "action": output_policy.actions["off_topic"]})
+                                            "action": output_policy.actions["off_topic"]})  # fmt: skip
         system = next((m for m in turn.messages if m.role == "system"), None)
         if system is not None and "hijack" in output_policy.actions:  # an operator's task the input may hijack
             last_user = max((i for i, m in enumerate(turn.messages) if m.role == "user"), default=len(turn.messages))
@@ -94,17 +95,22 @@ def _only_flags(policy: Policy) -> bool:
     return policy.actions.get("injection_classifier", policy.actions["injection"]) is Action.FLAG
 
 
-async def settle(turn: Turn, wait: float = SETTLE_WAIT) -> None:
+async def settle(turn: Turn, wait: float = SETTLE_WAIT) -> float:
     """Add the verdicts of the classifier readings left running to the `guard_input` note (once). A reading
-    that has not finished within `wait` seconds is cancelled and noted as unfinished."""
+    that has not finished within `wait` seconds (for all of them together) is cancelled and noted as unfinished.
+    Returns the seconds it waited."""
     reading, turn.guard.reading = turn.guard.reading, []
     if not reading:
-        return
+        return 0.0
     verdicts = turn.notes.setdefault(GuardInput.name, {}).setdefault("verdicts", [])
+    start = time.perf_counter()
     for i, role, policy, future in reading:
         try:
-            findings = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait) if wait else (
-                future.result(timeout=0))  # fmt: skip
+            left = start + wait - time.perf_counter()  # one wait for all of a turn's readings
+            if future.done() or left <= 0:  # most are done: no turn of the event loop (tens of ms under load)
+                findings = future.result(timeout=0)
+            else:
+                findings = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), left)
         except Exception:  # noqa: BLE001 - timed out or failed: the trace says the verdict is missing
             future.cancel()
             verdicts.append({"message": i, "role": role, "classifier": "unfinished"})
@@ -118,3 +124,4 @@ async def settle(turn: Turn, wait: float = SETTLE_WAIT) -> None:
         else:
             earlier["findings"] = found + earlier["findings"]
     verdicts.sort(key=lambda v: v.get("message", 0))
+    return time.perf_counter() - start
