@@ -14,7 +14,10 @@ reading, 5.1 s on average and up to the 10 s limit. At nice 0, 5 and 10 the wait
 decoding the most (62.1 tok/s against 58.2 at nice 0 and 64.4 with the guards off).
 
 The child loads the same classifier from the same package files (a few seconds, once); a child that dies is
-replaced at the next reading, and the readings it held fail (the trace notes them as unfinished)."""
+replaced at the next reading, and the readings it held fail (the trace notes them as unfinished). It exits when
+the server's process does, however that ends. Being spawned, it imports the parent's `__main__` module again:
+a script that uses the guards must keep its top-level work under `if __name__ == "__main__":`, as the `parley`
+command does."""
 
 from __future__ import annotations
 
@@ -38,11 +41,19 @@ def _start_reader(nice: int) -> None:
     if hasattr(os, "setpriority"):
         with contextlib.suppress(OSError):  # not allowed here: normal priority
             os.setpriority(os.PRIO_PROCESS, 0, nice)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a server killed outright (SIGKILL, out of memory) must not leave its reader behind
+        threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     from parley.guards.embeddings import guard_embedder
     from parley.guards.injection import InjectionClassifier, InjectionScanner
 
     global _scanner
     _scanner = InjectionScanner(InjectionClassifier(guard_embedder()))
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()  # returns when the parent has exited, however it ended
+    os._exit(0)
 
 
 def _read(masked: str) -> list[Finding]:
