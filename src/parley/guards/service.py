@@ -107,10 +107,13 @@ class GuardsHolder:
             return
         log = logging.getLogger(__name__)
         try:
-            self.guards, _ = await asyncio.gather(  # the readers' child loads its model meanwhile
+            # the readers' child loads its model meanwhile, if this policy reads; a key's policy that turns
+            # injection scanning on starts it at its first reading
+            reads = "injection" in Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input").actions
+            self.guards, _ = await asyncio.gather(
                 asyncio.to_thread(Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
                                   link_allowlist=self.link_allowlist),
-                asyncio.to_thread(readers.warm),
+                asyncio.to_thread(readers.warm) if reads else asyncio.sleep(0),
             )  # fmt: skip
         except Exception as exc:  # a broken guard install must say why, not crash-loop
             log.exception("guards failed to load")
