@@ -102,17 +102,20 @@ class RssSampler(threading.Thread):
 
 
 async def run_level(url: str, models: list[str], prompts: list[str], c: int, tokens: int, extra: dict,
-                    keepalive: bool = True) -> dict:  # fmt: skip
+                    keepalive: bool = True, system: str | None = None) -> dict:  # fmt: skip
     """Request i asks model `models[i % len(models)]` (a base and an adapter alternate when there are two).
     `keepalive=False`: a new connection per request (llama-server closes kept-alive ones after a few requests,
-    and a request sent on one as it closes fails)."""
+    and a request sent on one as it closes fails). `system`: an operator's system prompt before each."""
     sem = asyncio.Semaphore(c)
     limits = httpx.Limits(max_connections=c + 4, max_keepalive_connections=c + 4 if keepalive else 0)
 
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
         async def one(i: int, prompt: str):
-            body = {"model": models[i % len(models)], "messages": [{"role": "user", "content": prompt}],
+            messages = [{"role": "user", "content": prompt}]
+            if system is not None:
+                messages.insert(0, {"role": "system", "content": system})
+            body = {"model": models[i % len(models)], "messages": messages,
                     "max_tokens": tokens, "temperature": 0, "stream": True, **extra}  # fmt: skip
             async with sem:
                 return await stream_chat(client, url + "/v1/chat/completions", body)

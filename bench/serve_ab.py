@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=32)
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--config", action="append", default=[], metavar="NAME=SETTINGS")
+    ap.add_argument("--system", default=None, help="an operator's system prompt before every request (the guards "
+                    "then also watch for leaks and hijacking)")
     ap.add_argument("--out", default="serve_ab")
     args = ap.parse_args()
     configs = {}
@@ -72,7 +74,8 @@ def main() -> None:
             for c in levels:
                 prompts = make_prompts(max(2 * c, 6), seed=100 * r + c)
                 for name, (_, url) in servers.items():
-                    rows[name][c].append(asyncio.run(run_level(url, [models[name]], prompts, c, args.tokens, extra)))
+                    rows[name][c].append(asyncio.run(run_level(url, [models[name]], prompts, c, args.tokens, extra,
+                                                               system=args.system)))
     finally:
         for proc, _ in servers.values():
             proc.terminate()

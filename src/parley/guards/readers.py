@@ -1,12 +1,14 @@
 """The injection classifier's readings left to finish while the model answers (see guard_input.py), in a child
 process at a lower CPU priority.
 
-Why a process and not a thread: profiled with py-spy at 16 concurrent streams (samples of the thread holding the
-GIL, 40 s), the two reader threads held the GIL in 73% of the samples in which any thread held it. torch's
-quantized linear (`torch.ops.quantized.linear_dynamic`) keeps the GIL while it multiplies, and so does the
-tokenizer's Python. A low-priority reader thread that holds the GIL while it waits for a core stalls the event
-loop and the engine's batcher behind it: a priority inversion the kernel cannot see. In a process of its own the
-reading shares no lock with the server, and its niceness alone decides who gets the cores.
+Why a process and not a thread: a reader thread's Python (the tokenizer's Viterbi search, ~4 ms a prompt, and
+the glue between torch calls) takes the GIL from the event loop and the engine's batcher, and at a low priority
+it can hold it while it waits for a core: a priority inversion the kernel cannot see. In a process of its own
+the reading shares no lock with the server, and its niceness alone decides who gets the cores. (py-spy's GIL
+samples at 16 streams put the reader threads at 73% of the samples in which a thread held the GIL, but py-spy
+reads the GIL's last holder; a direct test showed torch's int8 matrix product itself releases the GIL, so the
+share that was really the readers' Python is nearer a third. The process's gain over threads at the same
+priority was not measured apart from the other changes made with it.)
 
 Why nice 10 (`Settings.guard_reader_nice`) and not 19: llama.cpp's threads spin between steps, so at nice 19 the
 child got almost no CPU under load. In one interleaved run at 16 streams every answer's end waited for its
