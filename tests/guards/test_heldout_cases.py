@@ -112,7 +112,7 @@ def test_a_reading_that_can_only_flag_does_not_hold_the_answer_back():
     readers.warm()
 
     async def main():
-        busy = readers.submit(time.sleep, 3)  # as if a long text were being read: every reading queues behind it
+        busy = readers.submit(time.sleep, 5)  # as if a long text were being read: every reading queues behind it
         run = await default_pipeline.start(turn)
         chunks = run.chunks()
         first = await chunks.__anext__()  # the answer has started, the reading has not finished
