@@ -26,8 +26,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], url: str, ready_path: str, log: Path, timeout: float = 120) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **ENV}
+def start(cmd: list[str], url: str, ready_path: str, log: Path, timeout: float = 120,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Start a server (`env`: settings of its own, over the bench's) and wait until `ready_path` answers 200."""
+    env = {**os.environ, **ENV, **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + timeout

@@ -14,36 +14,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, free_port, parley_cmd
+from common import RESULTS, free_port, parley_cmd, start, stop
 from serve import make_prompts, run_level
 
 
 def serve(settings: dict[str, str], slots: int, ctx: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PARLEY_DATA_DIR": tempfile.mkdtemp(prefix="parley-ab-"), **settings}
+    data = tempfile.mkdtemp(prefix="parley-ab-")
     cmd = parley_cmd(port, "--slots", str(slots), "--ctx", str(ctx), "--max-queue", "256")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/ready").status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"server with {settings} did not get ready")
+    return start(cmd, url, "/ready", Path(data) / "server.log", timeout=240,
+                 env={"PARLEY_DATA_DIR": data, **settings}), url  # fmt: skip
 
 
 def main() -> None:
@@ -78,7 +67,7 @@ def main() -> None:
                                                                system=args.system)))
     finally:
         for proc, _ in servers.values():
-            proc.terminate()
+            stop(proc)
     lines = ["| c | configuration | tok/s | TTFT p50 s | TTFT p95 s | ITL p95 ms | errors |",
              "|---|---|---|---|---|---|---|"]
     for c in levels:
