@@ -35,7 +35,7 @@ from typing import Any
 from parley.guards.base import Finding
 
 READER_NICE = 10  # the default; Settings.guard_reader_nice
-_scanner = None  # in the child: the injection scanner with its classifier
+_guard = None  # in the child: the default input guard, with the classifier
 
 
 def _start_reader(nice: int) -> None:
@@ -46,11 +46,10 @@ def _start_reader(nice: int) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None:  # a server killed outright (SIGKILL, out of memory) must not leave its reader behind
         threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
-    from parley.guards.embeddings import guard_embedder
-    from parley.guards.injection import InjectionClassifier, InjectionScanner
+    from parley.guards.input_guard import InputGuard
 
-    global _scanner
-    _scanner = InjectionScanner(InjectionClassifier(guard_embedder()))
+    global _guard
+    _guard = InputGuard.default()
 
 
 def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
@@ -59,8 +58,8 @@ def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
 
 
 def _read(masked: str) -> list[Finding]:
-    assert _scanner is not None
-    return _scanner.scan_classifier(masked)
+    assert _guard is not None
+    return _guard.read_later(masked)
 
 
 class Readers:

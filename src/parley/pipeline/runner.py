@@ -110,7 +110,6 @@ class Run:
         post = pipeline.postprocess.process(turn, ctx, deltas)
         self.deltas: AsyncGenerator[Delta, None] = self.clocks[2].wrap(post)
         self.final_seconds = 0.0
-        self.waited = 0.0  # seconds the answer's end waited for the input guard's readings
         self._finished = False
         self._error: BaseException | None = None
 
@@ -123,10 +122,10 @@ class Run:
             self._error = exc
             raise
         else:
-            self.waited = await settle(self.turn)
+            waited = await settle(self.turn)
             start = time.perf_counter()
             self.turn.text = "".join(parts)
-            self._close_trace(time.perf_counter() - start)
+            self._close_trace(time.perf_counter() - start, waited)
             self._finished = True
         finally:
             await self.aclose()  # the turn ends here: observers see the final text and trace
@@ -135,13 +134,13 @@ class Run:
     async def chunks(self) -> AsyncIterator[ChatCompletionChunk | Completion]:
         turn, final = self.turn, self.pipeline.final
         include_usage = bool(turn.request.stream_options and turn.request.stream_options.include_usage)
-        role_sent, parts = False, []
+        role_sent, parts, waited = False, [], 0.0
         echo = echo_prefix(turn)
         offset = len(echo)  # where the next logprobs' tokens start, in the completion's text
         try:
             async for delta in self.deltas:
                 if delta.finish_reason is not None:
-                    self.waited = await settle(turn)  # the input's verdicts, read while the model answered, join
+                    waited = await settle(turn)  # the input's verdicts, read while the model answered, join the trace
                 start = time.perf_counter()
                 out: list[ChatCompletionChunk | Completion] = []
                 logprobs = delta.logprobs
@@ -162,7 +161,7 @@ class Run:
                     out.append(final.chunk(turn, None, finish_reason=delta.finish_reason))
                     if include_usage:
                         out.append(final.usage_chunk(turn))
-                    self._close_trace(self.final_seconds + time.perf_counter() - start)
+                    self._close_trace(self.final_seconds + time.perf_counter() - start, waited)
                     if turn.want_trace:
                         out[-1].parley_trace = turn.trace
                     self._finished = True
@@ -192,9 +191,10 @@ class Run:
         outcome: Outcome = "failed" if self._error is not None else "finished"
         await self.pipeline.end(self.turn, self.ctx, outcome, self._error)
 
-    def _close_trace(self, final_seconds: float) -> None:
+    def _close_trace(self, final_seconds: float, waited: float) -> None:
+        """`waited`: seconds the answer's end waited for the input guard's readings."""
         record_streams(self.turn, self.clocks)
         self.turn.note(self.pipeline.final.name, chars=len(self.turn.text), stream=self.turn.request.stream)
-        if self.waited:
-            self.turn.note(self.pipeline.final.name, waited_for_guard_ms=round(self.waited * 1000, 3))
+        if waited:
+            self.turn.note(self.pipeline.final.name, waited_for_guard_ms=round(waited * 1000, 3))
         self.turn.record(self.pipeline.final.name, final_seconds)

@@ -75,7 +75,7 @@ class GuardInput(BaseStep):
         if "off_topic" in output_policy.actions and (off := guards.off_topic(question, topic)):
             turn.guard.refusal = off[1]
             turn.note(self.name, off_topic={"similarity": round(off[0], 3), "topic": topic,
-                                            "action": output_policy.actions["off_topic"]})  # fmt: skip
+                                            "action": output_policy.actions["off_topic"]})
         system = next((m for m in turn.messages if m.role == "system"), None)
         if system is not None and "hijack" in output_policy.actions:  # an operator's task the input may hijack
             last_user = max((i for i, m in enumerate(turn.messages) if m.role == "user"), default=len(turn.messages))
