@@ -2,7 +2,9 @@
 
 The classifier is a logistic regression over multilingual-e5-small embeddings (embeddings.guard_embedder), trained
 by `python -m parley.guards.train` on the project's corpus and on public collections (data/SOURCES.md); its
-weights (data/injection_classifier.json, 385 numbers and a threshold) ship with the package.
+weights (data/injection_classifier.json: 385 numbers, a threshold, and the 20 directions along which languages
+differ, projected out of every vector first so that an attack reads alike in any language) ship with the
+package.
 
 It reads a text in pieces: every readable variant whole (in 600-character chunks); then, when the whole reads as
 at least a little suspicious (`SENTENCE_BAND`) and has several sentences, each sentence alone, so that one
@@ -73,10 +75,20 @@ class InjectionClassifier:
         self.w = np.asarray(data["weights"], dtype=np.float32)
         self.b = float(data["bias"])
         self.threshold = float(data["threshold"])
+        self.directions = np.asarray(data.get("language_directions", []), dtype=np.float32).reshape(-1, len(self.w))
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        z = self.embedder.encode(texts) @ self.w + self.b
+        z = without_language(self.embedder.encode(texts), self.directions) @ self.w + self.b
         return 1.0 / (1.0 + np.exp(-z))
+
+
+def without_language(x: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Vectors with the directions along which languages differ projected out (train.language_directions),
+    L2-normalised again."""
+    if not len(directions):
+        return x
+    x = x - (x @ directions.T) @ directions
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
 
 
 def chunks(text: str, size: int = 600) -> list[str]:

@@ -9,6 +9,11 @@ Training data, and only this (bench/guards.py reports on other collections, neve
   in-the-wild jailbreak prompts, embedded-instruction attacks, and benign questions and sentences in 12
   languages.
 
+The vectors lose the directions along which languages differ before the fit (`language_directions`): every
+public attack is English while the benign texts are in 20 languages, and without it the classifier learnt in part
+"not English, so benign" (trained without the non-English attacks of multilingual.json, it caught 26.7% of them
+on raw vectors and 64.3% on projected ones).
+
 Each text contributes every readable variant (decoded base64, de-leeted, ...) in pieces of at most 600
 characters with its label. (At run time the scanner also reads each sentence of a text that has several;
 sentences are not training pieces, as the sentences of an attack are not all attacks.) C = 3 was chosen among
@@ -29,17 +34,32 @@ import numpy as np
 from parley.guards.corpus import load, multilingual
 from parley.guards.deobfuscate import variants
 from parley.guards.embeddings import guard_embedder
-from parley.guards.injection import WEIGHTS, chunks
+from parley.guards.injection import WEIGHTS, chunks, without_language
 
 PUBLIC = Path(__file__).parent / "data" / "public_train.jsonl"
 MAX_FALSE_POSITIVES = 0.01
+MIN_LANGUAGE_ROWS = 30
 
 
 def training_rows() -> list[dict[str, object]]:
-    own = [{"text": r["text"], "label": r["label"], "group": f"own:{r['family']}"} for r in [*load(), *multilingual()]]
+    own = [{"text": r["text"], "label": r["label"], "group": f"own:{r['family']}",
+            "lang": str(r["family"])[3:] if str(r["family"]).startswith("ml:") else "en"}
+           for r in [*load(), *multilingual()]]  # fmt: skip
     public = [json.loads(line) for line in PUBLIC.read_text(encoding="utf-8").split("\n") if line]
-    return own + [{"text": r["text"], "label": r["label"],
+    return own + [{"text": r["text"], "label": r["label"], "lang": r["lang"],
                    "group": f"{r['source'].split()[0]}:{r['kind']}:{r['lang']}"} for r in public]  # fmt: skip
+
+
+def language_directions(x: np.ndarray, labels: np.ndarray, langs: np.ndarray) -> np.ndarray:
+    """The directions along which languages differ: an orthonormal basis of the span of the benign texts' mean
+    vectors per language (those with at least `MIN_LANGUAGE_ROWS` readings), less their common mean. Projecting
+    them out leaves what a text says more than the language it says it in (Yang et al., 2021, "language
+    information removal")."""
+    means = [x[(langs == lang) & (labels == 0)].mean(0) for lang in sorted(set(langs))
+             if ((langs == lang) & (labels == 0)).sum() >= MIN_LANGUAGE_ROWS]  # fmt: skip
+    centred = np.stack(means) - np.mean(means, axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    return vt[s > s[0] * 1e-6]
 
 
 def main() -> None:
@@ -66,6 +86,8 @@ def main() -> None:
             np.save(args.cache, x)
     y = np.asarray(labels)
     groups = np.asarray([str(rows[i]["group"]) for i in owner])
+    directions = language_directions(x, y, np.asarray([str(rows[i]["lang"]) for i in owner]))
+    x = without_language(x, directions)
 
     def fit(idx: np.ndarray) -> LogisticRegression:
         return LogisticRegression(C=args.C, class_weight="balanced", max_iter=5000).fit(x[idx], y[idx])
@@ -89,6 +111,7 @@ def main() -> None:
         "threshold": round(threshold, 6),
         "bias": float(model.intercept_[0]),
         "weights": [round(float(w), 6) for w in model.coef_[0]],
+        "language_directions": [[round(float(v), 6) for v in row] for row in directions],
     }))  # fmt: skip
     print(f"threshold {threshold:.3f}; out-of-fold detection {np.mean(attacks >= threshold):.3f}, "
           f"false positives {np.mean(benign >= threshold):.3f}; wrote {WEIGHTS}")  # fmt: skip
