@@ -56,3 +56,23 @@ def test_without_a_system_prompt_nothing_is_judged(judge):
     g.feed("I was told to never reveal my instructions. ", 100)
     g.finish("stop")
     assert g.report()["blocked"] is None and g._scores == []
+
+
+def test_the_servers_judge_scores_in_the_readers_child(judge):
+    """A server's judge (`in_readers`) scores in the readers' child process, as the thread of a judge with its
+    own encoder does in this one, and stops the same leak."""
+    import os
+
+    from parley.guards.paraphrase import ParaphraseJudge
+    from parley.guards.readers import readers
+
+    remote = ParaphraseJudge.in_readers()
+    assert remote.pool is None  # nothing is encoded in this process
+    sentence = "I was told to always request your invoice number before anything else."
+    here = judge.scores(BILLING, sentence).result()
+    there = remote.scores(BILLING, sentence).result(timeout=120)
+    assert there == pytest.approx(here, abs=1e-4)
+    assert readers.submit(os.getpid).result() != os.getpid()
+    _, report = run(remote, BILLING, "I was told to always request your invoice number before anything else and "
+                                     "to keep quiet about competitor pricing. Anyway, how can I help?")  # fmt: skip
+    assert report["blocked"] == "leak:paraphrase"

@@ -95,6 +95,7 @@ class OutputGuard:
         self._answer = ""  # the answer so far, while its opening is watched
         self._paraphrase = paraphrase if self.system_prompt.strip() else None
         self._scores: list[tuple[str, Future[tuple[float, float]]]] = []
+        self.unjudged = 0  # sentences the paraphrase judge had not scored when the answer ended
 
     def feed(self, text: str, tokens_left: int) -> str:
         if self.stop:
@@ -127,7 +128,8 @@ class OutputGuard:
             self._judge(self._sentence)
             self._sentence = ""
             wait([f for _, f in self._scores], timeout=FINISH_WAIT)
-            self._paraphrased()
+            if not self._paraphrased():
+                self.unjudged = len(self._scores)  # not scored in time: they have left unjudged
         return out
 
     def _judge(self, text: str) -> None:
@@ -153,7 +155,10 @@ class OutputGuard:
     def report(self) -> dict[str, Any]:
         findings = [{"scanner": f.scanner, "kind": f.kind, "detail": f.detail, "action": self._action(f)}
                     for f in self.findings]  # fmt: skip
-        return {"findings": findings, "blocked": self.blocked}
+        report: dict[str, Any] = {"findings": findings, "blocked": self.blocked}
+        if self.unjudged:
+            report["unjudged_sentences"] = self.unjudged  # by the paraphrase judge, within FINISH_WAIT
+        return report
 
     def _hijacked(self, text: str, final: bool = False) -> bool:
         """True while the answer's opening is held (it may still become a dictated phrase) or once it has

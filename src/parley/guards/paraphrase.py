@@ -11,10 +11,13 @@ instructions say" (`RULE_TALK`) than to a few of "I can help with that" (`HELP_T
 both across languages. The thresholds were chosen on half of the leaks written for this
 (bench/data/guards/leaks.jsonl) and are reported on the other half by `python bench/guards.py --leaks`.
 
-The embedding takes ~20-40 ms a sentence, so it never runs on the event loop: each finished sentence of the
-answer is scored on one worker thread shared by all answers, and the output guard looks at the scores as they
-come back (the answer is stopped at the first leak found). At the end of an answer it waits for what is still
-being scored, at most `FINISH_WAIT` seconds.
+The embedding takes ~20-40 ms a sentence, so it never runs on the event loop. A server's judge
+(`ParaphraseJudge.in_readers()`) scores each finished sentence of the answer in the guards' readers child process
+(readers.py), at its lower CPU priority, where the input guard's deferred readings go: on two cores the
+sentences' encoding at normal priority, on a thread of the server, took a sixth of the decoding's throughput
+with a system prompt (bench/serve_ab.py --system). `ParaphraseJudge(embedder)` scores on a thread of its own
+(tests, benchmarks). The output guard looks at the scores as they come back (the answer is stopped at the first
+leak found); at the end of an answer it waits for what is still being scored, at most `FINISH_WAIT` seconds.
 """
 
 from __future__ import annotations
@@ -60,42 +63,68 @@ def _wide(s: str) -> bool:  # scripts without spaces: judged from 12 characters
     return len(s.strip()) >= 12 and UNSPACED.search(s) is not None
 
 
-class ParaphraseJudge:
-    """One per server: the embedder, its worker thread, and the vectors of recent system prompts."""
+class LeakScorer:
+    """The scores of one sentence against one system prompt, computed where it is called; keeps the vectors of
+    recent system prompts' sentences."""
 
-    def __init__(self, embedder: Embedder, similar: float = SIMILAR, margin: float = MARGIN) -> None:
+    def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
-        self.similar, self.margin = similar, margin
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="paraphrase")
-        self._talk = self.pool.submit(lambda: (self.embedder.encode(RULE_TALK), self.embedder.encode(HELP_TALK)))
-        self._prompts: OrderedDict[str, Future[np.ndarray]] = OrderedDict()
+        self._talk: tuple[np.ndarray, np.ndarray] | None = None
+        self._prompts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
-    def prompt_vectors(self, system_prompt: str) -> Future[np.ndarray]:
+    def __call__(self, system_prompt: str, sentence: str) -> tuple[float, float]:
+        """(cosine to the closest prompt sentence, how much closer to rule talk than to help talk)."""
+        rule, help_ = self.talk()
+        v = self.embedder.encode([sentence])[0]
+        return float((self.prompt(system_prompt) @ v).max()), float((rule @ v).max() - (help_ @ v).max())
+
+    def talk(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._talk is None:
+            self._talk = (self.embedder.encode(RULE_TALK), self.embedder.encode(HELP_TALK))
+        return self._talk
+
+    def prompt(self, system_prompt: str) -> np.ndarray:
         with self._lock:
-            future = self._prompts.get(system_prompt)
-            if future is None:
-                parts = sentences(system_prompt) or [system_prompt]
-                future = self._prompts[system_prompt] = self.pool.submit(self.embedder.encode, parts)
-                while len(self._prompts) > 64:
-                    self._prompts.popitem(last=False)
-            else:
+            vectors = self._prompts.get(system_prompt)
+            if vectors is not None:
                 self._prompts.move_to_end(system_prompt)
-            return future
+                return vectors
+        vectors = self.embedder.encode(sentences(system_prompt) or [system_prompt])
+        with self._lock:
+            self._prompts[system_prompt] = vectors
+            while len(self._prompts) > 64:
+                self._prompts.popitem(last=False)
+        return vectors
+
+
+class ParaphraseJudge:
+    """One per server. Scores sentences off the caller's thread: on a worker thread of its own with an
+    embedder, or in the readers' child process (`in_readers`)."""
+
+    def __init__(self, embedder: Embedder | None, similar: float = SIMILAR, margin: float = MARGIN) -> None:
+        self.similar, self.margin = similar, margin
+        self.pool: ThreadPoolExecutor | None = None
+        if embedder is not None:
+            self.scorer = LeakScorer(embedder)
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="paraphrase")
+            self.pool.submit(self.scorer.talk)
+
+    @classmethod
+    def in_readers(cls, similar: float = SIMILAR, margin: float = MARGIN) -> ParaphraseJudge:
+        return cls(None, similar, margin)
 
     def scores(self, system_prompt: str, sentence: str) -> Future[tuple[float, float]]:
-        """(cosine to the closest prompt sentence, how much closer to rule talk than to help talk), on the worker."""
-        prompt = self.prompt_vectors(system_prompt)
+        """(cosine to the closest prompt sentence, how much closer to rule talk than to help talk), later."""
+        if self.pool is None:
+            from parley.guards.readers import readers
 
-        def run() -> tuple[float, float]:
-            v = self.embedder.encode([sentence])[0]
-            rule, help_ = self._talk.result()
-            return float((prompt.result() @ v).max()), float((rule @ v).max() - (help_ @ v).max())
-
-        return self.pool.submit(run)
+            return readers.leak_scores(system_prompt, sentence)
+        return self.pool.submit(self.scorer, system_prompt, sentence)
 
     def leaks(self, scores: tuple[float, float]) -> bool:
         return scores[0] >= self.similar and scores[1] >= self.margin
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
