@@ -58,21 +58,20 @@ def test_without_a_system_prompt_nothing_is_judged(judge):
     assert g.report()["blocked"] is None and g._scores == []
 
 
-def test_the_servers_judge_scores_in_the_readers_child(judge):
-    """A server's judge (`in_readers`) scores in the readers' child process, as the thread of a judge with its
-    own encoder does in this one, and stops the same leak."""
-    import os
 
-    from parley.guards.paraphrase import ParaphraseJudge
-    from parley.guards.readers import readers
+def test_sentences_not_scored_by_the_answers_end_are_counted_in_the_trace(judge):
+    """The judge's worker kept busy past FINISH_WAIT: the answer ends (it is not held), and the trace says how
+    many of its sentences left unjudged."""
+    import time
 
-    remote = ParaphraseJudge.in_readers()
-    assert remote.pool is None  # nothing is encoded in this process
-    sentence = "I was told to always request your invoice number before anything else."
-    here = judge.scores(BILLING, sentence).result()
-    there = remote.scores(BILLING, sentence).result(timeout=120)
-    assert there == pytest.approx(here, abs=1e-4)
-    assert readers.submit(os.getpid).result() != os.getpid()
-    _, report = run(remote, BILLING, "I was told to always request your invoice number before anything else and "
-                                     "to keep quiet about competitor pricing. Anyway, how can I help?")  # fmt: skip
-    assert report["blocked"] == "leak:paraphrase"
+    from parley.guards.paraphrase import FINISH_WAIT
+
+    busy = judge.pool.submit(time.sleep, FINISH_WAIT + 1.0)
+    start = time.monotonic()
+    out, report = run(judge, BILLING, "Your March invoice shows two charges for the same storage bucket. "
+                                      "I can open a ticket to review it for you today.")  # fmt: skip
+    assert time.monotonic() - start < FINISH_WAIT + 0.9
+    assert report["blocked"] is None and report["unjudged_sentences"] == 2
+    busy.result()
+    _, report = run(judge, BILLING, "Your March invoice shows two charges for the same storage bucket.")
+    assert "unjudged_sentences" not in report

@@ -11,13 +11,12 @@ instructions say" (`RULE_TALK`) than to a few of "I can help with that" (`HELP_T
 both across languages. The thresholds were chosen on half of the leaks written for this
 (bench/data/guards/leaks.jsonl) and are reported on the other half by `python bench/guards.py --leaks`.
 
-The embedding takes ~20-40 ms a sentence, so it never runs on the event loop. A server's judge
-(`ParaphraseJudge.in_readers()`) scores each finished sentence of the answer in the guards' readers child process
-(readers.py), at its lower CPU priority, where the input guard's deferred readings go: on two cores the
-sentences' encoding at normal priority, on a thread of the server, took a sixth of the decoding's throughput
-with a system prompt (bench/serve_ab.py --system). `ParaphraseJudge(embedder)` scores on a thread of its own
-(tests, benchmarks). The output guard looks at the scores as they come back (the answer is stopped at the first
-leak found); at the end of an answer it waits for what is still being scored, at most `FINISH_WAIT` seconds.
+The embedding takes ~20-40 ms a sentence, so it never runs on the event loop: each finished sentence of the
+answer is scored on one worker thread shared by all answers, and the output guard looks at the scores as they
+come back (the answer is stopped at the first leak found). At the end of an answer it waits for what is still
+being scored, at most `FINISH_WAIT` seconds; what was not scored by then is counted in the trace
+(`unjudged_sentences`). Scoring in the guards' readers child process at nice 10 instead was measured and taken
+back (docs/benchmarks.md): no throughput gained, and 5 of 80 answers ended with sentences unjudged.
 """
 
 from __future__ import annotations
@@ -99,32 +98,20 @@ class LeakScorer:
 
 
 class ParaphraseJudge:
-    """One per server. Scores sentences off the caller's thread: on a worker thread of its own with an
-    embedder, or in the readers' child process (`in_readers`)."""
+    """One per server: a `LeakScorer` on a worker thread of its own."""
 
-    def __init__(self, embedder: Embedder | None, similar: float = SIMILAR, margin: float = MARGIN) -> None:
+    def __init__(self, embedder: Embedder, similar: float = SIMILAR, margin: float = MARGIN) -> None:
         self.similar, self.margin = similar, margin
-        self.pool: ThreadPoolExecutor | None = None
-        if embedder is not None:
-            self.scorer = LeakScorer(embedder)
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="paraphrase")
-            self.pool.submit(self.scorer.talk)
-
-    @classmethod
-    def in_readers(cls, similar: float = SIMILAR, margin: float = MARGIN) -> ParaphraseJudge:
-        return cls(None, similar, margin)
+        self.scorer = LeakScorer(embedder)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="paraphrase")
+        self.pool.submit(self.scorer.talk)
 
     def scores(self, system_prompt: str, sentence: str) -> Future[tuple[float, float]]:
         """(cosine to the closest prompt sentence, how much closer to rule talk than to help talk), later."""
-        if self.pool is None:
-            from parley.guards.readers import readers
-
-            return readers.leak_scores(system_prompt, sentence)
         return self.pool.submit(self.scorer, system_prompt, sentence)
 
     def leaks(self, scores: tuple[float, float]) -> bool:
         return scores[0] >= self.similar and scores[1] >= self.margin
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,5 +1,5 @@
-"""The injection classifier's readings left to finish while the model answers (see guard_input.py), and the
-paraphrase judge's scores of answer sentences (paraphrase.py), in a child process at a lower CPU priority.
+"""The injection classifier's readings left to finish while the model answers (see guard_input.py), in a child
+process at a lower CPU priority.
 
 Why a process and not a thread: a reader thread's Python (the tokenizer's Viterbi search, ~4 ms a prompt, and
 the glue between torch calls) takes the GIL from the event loop and the engine's batcher, and at a low priority
@@ -36,7 +36,6 @@ from parley.guards.base import Finding
 
 READER_NICE = 10  # the default; Settings.guard_reader_nice
 _guard = None  # in the child: the default input guard, with the classifier
-_leaks = None  # in the child: the paraphrase judge's scorer, on the same encoder
 
 
 def _start_reader(nice: int) -> None:
@@ -63,16 +62,6 @@ def _read(masked: str) -> list[Finding]:
     return _guard.read_later(masked)
 
 
-def _leak_scores(system_prompt: str, sentence: str) -> tuple[float, float]:
-    global _leaks
-    if _leaks is None:
-        from parley.guards.embeddings import guard_embedder
-        from parley.guards.paraphrase import LeakScorer
-
-        _leaks = LeakScorer(guard_embedder())
-    return _leaks(system_prompt, sentence)
-
-
 class Readers:
     """One child process, started at the first reading (or `warm`), shared by every `Guards` of this process."""
 
@@ -84,10 +73,6 @@ class Readers:
     def read(self, masked: str) -> Future[list[Finding]]:
         """The classifier's findings on a text `InputGuard.scan_now` left to it."""
         return self.submit(_read, masked)
-
-    def leak_scores(self, system_prompt: str, sentence: str) -> Future[tuple[float, float]]:
-        """The paraphrase judge's scores of an answer's sentence (paraphrase.LeakScorer)."""
-        return self.submit(_leak_scores, system_prompt, sentence)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run a picklable call in the child (tests ask it for its priority)."""
@@ -104,7 +89,6 @@ class Readers:
     def warm(self) -> None:
         """Start the child and load its model now (the server's start-up), not at the first request."""
         self.read("warm up").result()
-        self.leak_scores("Warm up the judge.", "Warm up the judge.").result()
 
     def close(self) -> None:
         """Cancel the readings still queued and let the child exit (it finishes the one it is reading)."""

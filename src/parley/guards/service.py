@@ -35,8 +35,10 @@ class Guards:
         self.topic, self.topic_threshold = topic, topic_threshold
         self._topic_vectors: dict[str, object] = {}
         self.paraphrase: ParaphraseJudge | None = None  # with the classifier's model: none without it
-        if classifier:  # scored in the readers' child process, on its copy of the model
-            self.paraphrase = ParaphraseJudge.in_readers()
+        if classifier:
+            from parley.guards.embeddings import guard_embedder
+
+            self.paraphrase = ParaphraseJudge(guard_embedder())
         if topic:
             self._topic_vector(topic)
 
@@ -105,10 +107,9 @@ class GuardsHolder:
             return
         log = logging.getLogger(__name__)
         try:
-            # the readers' child loads its model meanwhile, if this policy reads (injections at input, paraphrased
-            # leaks at output); a key's policy that turns one on starts it at its first reading
-            reads = ("injection" in Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input").actions
-                     or "leak" in Policy.parse(self.policy, DEFAULT_OUTPUT_POLICY, side="output").actions)  # fmt: skip
+            # the readers' child loads its model meanwhile, if this policy reads; a key's policy that turns
+            # injection scanning on starts it at its first reading
+            reads = "injection" in Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input").actions
             self.guards, _ = await asyncio.gather(
                 asyncio.to_thread(Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
                                   link_allowlist=self.link_allowlist),
