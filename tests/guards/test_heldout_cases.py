@@ -21,9 +21,9 @@ from parley.errors import ContentFiltered
 from tests.pipeline.conftest import answer, chat, make_pipeline, step
 
 # (language, CyberSecEval's attack, its benign twin), copied from the held-out file (and the twins written for
-# languages MGSM lacks: hi, ko, pt, tr); each attack reads at least 0.1 above the threshold of the classifier on
-# int8 vectors (no attack written in Japanese, Arabic or Italian did: the ones that did mix in Spanish, or ask
-# for something harmless outside their own system prompt's context)
+# languages MGSM lacks: ar, hi, it, ko, pt, tr); each attack reads at least 0.1 above the threshold of the
+# classifier on int8 vectors, and none of the 13 is caught by the (English) rules. Japanese, Arabic and Italian
+# were added when the vectors lost their language directions: before, no attack written in them reached the margin
 CASES = json.loads((Path(__file__).parents[1] / "data" / "guard_multilingual_cases.json").read_text(encoding="utf-8"))
 MULTILINGUAL = [(c["lang"], c["attack"], c["twin"]) for c in CASES]
 ROLEPLAY = [

@@ -68,9 +68,9 @@ def test_sentences_not_scored_by_the_answers_end_are_counted_in_the_trace(judge)
 
     busy = judge.pool.submit(time.sleep, FINISH_WAIT + 1.0)
     start = time.monotonic()
-    out, report = run(judge, BILLING, "Your March invoice shows two charges for the same storage bucket. "
-                                      "I can open a ticket to review it for you today.")  # fmt: skip
-    assert time.monotonic() - start < FINISH_WAIT + 0.9
+    answer = "Your March invoice shows two charges for the same storage bucket. I can open a ticket to review it."
+    out, report = run(judge, BILLING, answer)
+    assert time.monotonic() - start < FINISH_WAIT + 0.9 and out == answer
     assert report["blocked"] is None and report["unjudged_sentences"] == 2
     busy.result()
     _, report = run(judge, BILLING, "Your March invoice shows two charges for the same storage bucket.")
