@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from threading import Lock
 
 import numpy as np
 
@@ -63,14 +62,13 @@ def _wide(s: str) -> bool:  # scripts without spaces: judged from 12 characters
 
 
 class LeakScorer:
-    """The scores of one sentence against one system prompt, computed where it is called; keeps the vectors of
-    recent system prompts' sentences."""
+    """The scores of one sentence against one system prompt, computed in the caller's thread (the judge's one
+    worker: nothing here is shared between threads); keeps the vectors of recent system prompts' sentences."""
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
         self._talk: tuple[np.ndarray, np.ndarray] | None = None
         self._prompts: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = Lock()
 
     def __call__(self, system_prompt: str, sentence: str) -> tuple[float, float]:
         """(cosine to the closest prompt sentence, how much closer to rule talk than to help talk)."""
@@ -84,16 +82,13 @@ class LeakScorer:
         return self._talk
 
     def prompt(self, system_prompt: str) -> np.ndarray:
-        with self._lock:
-            vectors = self._prompts.get(system_prompt)
-            if vectors is not None:
-                self._prompts.move_to_end(system_prompt)
-                return vectors
-        vectors = self.embedder.encode(sentences(system_prompt) or [system_prompt])
-        with self._lock:
-            self._prompts[system_prompt] = vectors
-            while len(self._prompts) > 64:
-                self._prompts.popitem(last=False)
+        vectors = self._prompts.get(system_prompt)
+        if vectors is not None:
+            self._prompts.move_to_end(system_prompt)
+            return vectors
+        vectors = self._prompts[system_prompt] = self.embedder.encode(sentences(system_prompt) or [system_prompt])
+        while len(self._prompts) > 64:
+            self._prompts.popitem(last=False)
         return vectors
 
 
