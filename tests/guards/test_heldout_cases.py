@@ -98,9 +98,9 @@ def test_by_default_the_classifier_alone_flags_and_a_rule_blocks(real_guards):
 
 
 def test_a_reading_that_can_only_flag_does_not_hold_the_answer_back():
-    """Under the default policy the classifier's verdict can only flag: the answer starts while the classifier
-    is still reading (here: while the readers' process is kept busy), and the flag joins the trace when the
-    answer ends."""
+    """Under the default policy the classifier's verdict can only flag: the reading starts with the answer's first
+    token, the answer goes on while the classifier is still reading (here: while the readers' process is kept
+    busy), and the flag joins the trace when the answer ends."""
     import asyncio
     import time
 
@@ -114,9 +114,11 @@ def test_a_reading_that_can_only_flag_does_not_hold_the_answer_back():
     async def main():
         busy = readers.submit(time.sleep, 5)  # as if a long text were being read: every reading queues behind it
         run = await default_pipeline.start(turn)
+        (*_, reading), = turn.guard.reading
+        assert not reading.started()  # not while the prompt is read: it would take the cores from the prefill
         chunks = run.chunks()
         first = await chunks.__anext__()  # the answer has started, the reading has not finished
-        assert first.choices[0].delta.content and turn.guard.reading and not turn.guard.reading[0][3].done()
+        assert first.choices[0].delta.content and reading.started() and not reading.start().done()
         assert not busy.done()
         return [first, *[c async for c in chunks]]
 

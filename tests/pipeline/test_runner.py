@@ -166,3 +166,34 @@ def test_guards_that_are_not_ready_refuse_with_503_guards_unavailable():
     assert err.value.status == 503 and err.value.code == "guards_unavailable"
     assert err.value.headers["Retry-After"] == "2"
     assert ends == [("failed", "GuardsUnavailable", "", 0)] and engine.requests == []
+
+
+def test_a_reading_deferred_to_the_first_token_is_read_at_the_end_when_no_token_came():
+    """A guard reading waits for the answer's first token (GuardState.start_readings); a turn that produced none
+    still gets it read when it settles, and one cancelled before it started never runs."""
+    from concurrent.futures import Future
+
+    from parley.pipeline.preprocess.guard_input import settle
+    from parley.pipeline.turn import Deferred
+
+    began = []
+
+    def begin():
+        began.append(1)
+        done: Future = Future()
+        done.set_result([])
+        return done
+
+    turn = chat("Hi")
+    reading = Deferred(begin)
+    turn.guard.reading = [(0, "user", None, reading)]
+    assert not reading.started() and began == []
+    asyncio.run(settle(turn))
+    assert began == [1] and reading.started() and turn.guard.reading == []
+    assert "unfinished" not in str(turn.notes.get("guard_input"))
+    cancelled = Deferred(begin)
+    cancelled.cancel()
+    turn.guard.reading = [(0, "user", None, cancelled)]
+    asyncio.run(settle(turn))
+    assert began == [1] and cancelled.start().cancelled()
+    assert turn.notes["guard_input"]["verdicts"] == [{"message": 0, "role": "user", "classifier": "unfinished"}]

@@ -33,6 +33,8 @@ class OutputStage:
         try:
             async for delta in upstream:
                 if delta.n_tokens or delta.text or delta.tool_calls:
+                    if turn.timing.first_token is None:
+                        turn.guard.start_readings()  # the prefill is done: the guards' readings may run
                     turn.timing.tokens_arrived(delta.n_tokens, time.perf_counter())
                 pieces.append(delta.text)
                 reasoning.append(delta.reasoning)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,8 +62,41 @@ class GuardState:
     refusal: str | None = None  # an answer decided without the model (an off-topic question)
     dictated: list[str] = field(default_factory=list)  # the input quoted these: an answer opening so is hijacked
     # classifier readings whose verdict can only flag, left to finish while the model answers (guard_input.py):
-    # (message index, role, policy, the findings to come)
-    reading: list[tuple[int, str, Any, Future[list[Any]]]] = field(default_factory=list)
+    # (message index, role, policy, the findings to come, started at the answer's first token)
+    reading: list[tuple[int, str, Any, Deferred]] = field(default_factory=list)
+
+    def start_readings(self) -> None:
+        """The answer's first token has arrived: the readings may take the cores now."""
+        for *_, reading in self.reading:
+            reading.start()
+
+
+class Deferred:
+    """A call made later (`start`), for a result that is a `concurrent.futures.Future`: a guard reading started
+    when the answer's first token has arrived, so that it does not take the cores from the prompt's prefill."""
+
+    def __init__(self, begin: Callable[[], Future[Any]]) -> None:
+        self._begin: Callable[[], Future[Any]] | None = begin
+        self._future: Future[Any] | None = None
+
+    def start(self) -> Future[Any]:
+        """The result to come (started now if it was not): the same future every time."""
+        if self._future is None:
+            begin, self._begin = self._begin, None
+            if begin is None:  # cancelled before it started
+                self._future = Future()
+                self._future.cancel()
+            else:
+                self._future = begin()
+        return self._future
+
+    def started(self) -> bool:
+        return self._future is not None
+
+    def cancel(self) -> None:
+        if self._future is None:
+            self._begin = None
+        self.start().cancel()
 
 
 @dataclass

@@ -5,8 +5,11 @@ in quotes, so the output guard can see a hijacked answer print one.
 
 The injection classifier is the slow part (tens of milliseconds a message). Where its verdict can only flag (the
 default policy: `injection_classifier=flag`) it changes nothing the user gets, so a user message's reading is
-left to finish on a worker thread while the model answers; `settle` adds its verdict to this step's note
-before the trace closes and the turn-end observers (completion log, metrics) read it. Where the classifier can
+left to the readers' child process (guards/readers.py) while the model answers. It starts when the answer's
+first token arrives (`GuardState.start_readings`, from the output stage), not before: on two cores a reading
+that overlaps the prompt's prefill delays the first token (a burst of 16 requests: TTFT p50 +1.0 s, guards on
+against off, when the readings started at once). `settle` adds its verdict to this step's note before the
+trace closes and the turn-end observers (completion log, metrics) read it. Where the classifier can
 block or redact (`injection_classifier=block`, or a tool result under `tool_injection`), it is read here,
 before the model sees anything."""
 
@@ -21,7 +24,7 @@ from parley.guards.hijack import dictated
 from parley.guards.output_guard import canary_instruction
 from parley.pipeline.context import TurnContext
 from parley.pipeline.stage import BaseStep
-from parley.pipeline.turn import Turn
+from parley.pipeline.turn import Deferred, Turn
 
 SCANNED_ROLES = ("user", "tool")
 SETTLE_WAIT = 10.0  # seconds the end of an answer waits for a reading still running (then noted as unfinished)
@@ -46,7 +49,8 @@ class GuardInput(BaseStep):
                 findings, unread = guards.input.scan_now(msg.content, policy)
                 result = apply_policy(msg.content, findings, policy)
                 if unread is not None:
-                    turn.guard.reading.append((i, msg.role, policy, guards.read_later(unread)))
+                    reading = Deferred(lambda text=unread: guards.read_later(text))  # at the first token
+                    turn.guard.reading.append((i, msg.role, policy, reading))
             else:
                 result = guards.input.check(msg.content, policy)
             if result.findings:
@@ -104,7 +108,8 @@ async def settle(turn: Turn, wait: float = SETTLE_WAIT) -> float:
         return 0.0
     verdicts = turn.notes.setdefault(GuardInput.name, {}).setdefault("verdicts", [])
     start = time.perf_counter()
-    for i, role, policy, future in reading:
+    for i, role, policy, deferred in reading:
+        future = deferred.start()  # not started yet if no token came: read now
         try:
             left = start + wait - time.perf_counter()  # one wait for all of a turn's readings
             if future.done() or left <= 0:  # most are done: no turn of the event loop (tens of ms under load)
