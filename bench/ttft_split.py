@@ -5,7 +5,8 @@ burst of streams at once.
     python bench/ttft_split.py [--streams 16] [--bursts 2] [--setting PARLEY_GUARDS=false ...]
 
 The gap between the two is post-processing holding text back (the output guard releases whole words) plus the
-trip to the client. Prints one line per request, sorted by the client's time, and the medians.
+trip to the client and the request's way in before its turn is created. Prints one line per request, sorted by
+the client's time, and the median gap.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ async def run(args: argparse.Namespace) -> None:
                 for rid, first, text in sorted(results, key=lambda r: r[1]):
                     row = db.execute("SELECT ttft_ms FROM completions WHERE id = ?", (rid,)).fetchone()
                     server = row[0] / 1000 if row and row[0] is not None else float("nan")
-                    gaps.append(first - server)
+                    if first >= 0 and server == server:  # a stream with content and its log row
+                        gaps.append(first - server)
                     print(f"  {first:6.2f} s  {server:6.2f} s  {text!r}")
                 db.close()
     finally:

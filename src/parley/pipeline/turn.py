@@ -87,7 +87,11 @@ class Deferred:
                 self._future = Future()
                 self._future.cancel()
             else:
-                self._future = begin()
+                try:
+                    self._future = begin()
+                except Exception as exc:  # noqa: BLE001 - e.g. the readers' process could not start: noted later
+                    self._future = Future()
+                    self._future.set_exception(exc)
         return self._future
 
     def started(self) -> bool:

@@ -109,6 +109,8 @@ async def settle(turn: Turn, wait: float = SETTLE_WAIT) -> float:
     verdicts = turn.notes.setdefault(GuardInput.name, {}).setdefault("verdicts", [])
     start = time.perf_counter()
     for i, role, policy, deferred in reading:
+        if wait <= 0 and not deferred.started():  # ended before its first token: not worth reading now
+            deferred.cancel()
         future = deferred.start()  # not started yet if no token came: read now
         try:
             left = start + wait - time.perf_counter()  # one wait for all of a turn's readings
