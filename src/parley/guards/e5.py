@@ -22,6 +22,7 @@ are weighted by their token counts, as e5.c does.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from pathlib import Path
 
 import numpy as np
@@ -252,10 +253,14 @@ class TorchE5:
                     rows.append(torch.zeros(self.dim))
                     alone.append(k)
                     continue
-                cursor, end = at + len(target), at + len(target)
-                mine = [i for i, st in enumerate(starts) if at <= st < end or (st == at - 1 and s[st] == "▁")]
-                rows.append(states[mine].mean(0) if mine else torch.zeros(self.dim))
-                if not mine:
+                cursor = end = at + len(target)
+                # the tokens that start inside the part, and the "▁" just before it (starts are sorted)
+                lo = bisect_left(starts, at - 1)
+                if lo < len(starts) and starts[lo] == at - 1 and s[at - 1] != "▁":
+                    lo += 1
+                hi = bisect_left(starts, end)
+                rows.append(states[lo:hi].mean(0) if hi > lo else torch.zeros(self.dim))
+                if hi <= lo:
                     alone.append(k)
         out = torch.stack([whole, *rows]) if rows else whole[None]
         out = (out / out.norm(dim=1, keepdim=True).clamp_min(1e-6)).numpy()
