@@ -66,6 +66,40 @@ def test_ordinary_text_streams_without_delay():
     assert g.feed(" over", 100) == "jumps "
 
 
+def test_the_answers_first_word_leaves_with_the_first_token():
+    g = guard()
+    assert g.feed("Sure", 100) == "Sure"  # TTFT: a capitalised opening word does not wait for the next token
+    assert g.feed("!", 100) == ""
+    assert g.feed(" Here", 100) == "! "
+    assert g.feed(" it", 100) == "Here "  # after the opening, words are held as before
+    assert guard().feed("Привет", 100) == "Привет"
+
+
+@pytest.mark.parametrize("opening", ["john", "AKIA", "sk", "DE89", "4111", "ghp"])
+def test_an_opening_that_may_be_data_is_still_held(opening):
+    g = guard()
+    assert g.feed(opening, 100) == ""
+    rest = {"john": ".smith@acme.com is the address.", "AKIA": "IOSFODNN7EXAMPLE is the key.",
+            "sk": "-proj-abcdefghijklmnopqrstuvwx1234 is the key.", "DE89": " 3704 0044 0532 0130 00 is it.",
+            "4111": " 1111 1111 1111 is the card.", "ghp": "_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 is it."}[opening]
+    out = "".join(g.feed(c, 100) for c in rest) + g.finish("stop")
+    assert opening not in out and out.startswith("[") and "]" in out
+
+
+def test_a_capitalised_opening_that_becomes_an_email_is_redacted_from_there():
+    g = guard()
+    out = g.feed("Bob", 100) + g.feed(".smith@acme.com", 100) + g.feed(" wrote.", 100) + g.finish("stop")
+    assert "smith@" not in out and "acme.com" not in out and out.startswith("Bob")
+
+
+def test_text_without_spaces_streams_in_scripts_without_case():
+    g = guard()
+    assert g.feed("你好", 100) == "你好"
+    assert g.feed("，我是", 100) == "，我是"
+    assert g.feed("助手。联系 bob@exa", 100) == "助手。联系 "  # an email in it is still held whole
+    assert g.feed("mple.com 吧", 100) + g.finish("stop") == "[EMAIL] 吧"
+
+
 def test_secret_block_policy_ends_with_content_filter():
     g = guard(Policy({"secrets": Action.BLOCK, "leak": Action.BLOCK}))
     emitted = "".join(stream(g, "token: ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 ok", 3))
