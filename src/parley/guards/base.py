@@ -35,9 +35,12 @@ class Scanner(Protocol):
 
 @dataclass
 class Policy:
-    """What to do with each scanner's findings. Scanners not named are not run."""
+    """What to do with each scanner's findings. Scanners not named are not run. `off` keeps the names turned off
+    explicitly: `injection_classifier=off` means the classifier is not run at all, where leaving it unnamed
+    means its findings take `injection`'s action."""
 
     actions: dict[str, Action] = field(default_factory=dict)
+    off: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, text: str, base: Policy | None = None, side: str | None = None) -> Policy:
@@ -46,6 +49,7 @@ class Policy:
         A name may carry a side (`input:` or `output:`); without one it applies to both sides.
         """
         actions = dict(base.actions) if base else {}
+        off = set(base.off) if base else set()
         for item in filter(None, (p.strip() for p in text.split(","))):
             name, sep, action = item.partition("=")
             where, _, name = name.strip().rpartition(":")
@@ -58,9 +62,11 @@ class Policy:
                 continue
             if action == "off":
                 actions.pop(name, None)
+                off.add(name)
             else:
                 actions[name] = Action(action)
-        return cls(actions)
+                off.discard(name)
+        return cls(actions, frozenset(off))
 
 
 @dataclass

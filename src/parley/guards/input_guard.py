@@ -46,7 +46,8 @@ class InputGuard:
 
     def scan_now(self, text: str, policy: Policy | None = None) -> tuple[list[Finding], str | None]:
         """The findings of everything but the injection classifier, and the (masked) text the classifier has
-        still to read: None when a rule already found an injection or injections are not scanned for."""
+        still to read: None when a rule already found an injection, injections are not scanned for, or the
+        policy turns the classifier off (`injection_classifier=off`)."""
         active = (policy or self.policy).actions
         others = [f for s in self.scanners if s.name in active and s.name != "injection" for f in s.scan(text)]
         injection = self.injection_scanner() if "injection" in active else None
@@ -54,7 +55,8 @@ class InputGuard:
             return others, None
         masked = redact(text, [f for f in others if f.start >= 0])
         ruled = injection.scan_rules(masked)
-        return ruled + others, (None if ruled or injection.classifier is None else masked)
+        skip = ruled or injection.classifier is None or "injection_classifier" in (policy or self.policy).off
+        return ruled + others, (None if skip else masked)
 
     def read_later(self, masked: str) -> list[Finding]:
         """The classifier's reading of a text `scan_now` left to it."""
