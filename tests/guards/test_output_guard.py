@@ -122,6 +122,15 @@ def test_offensive_sentences_redacted_by_policy(seed):
     assert g.report()["findings"][0]["action"] == "redact"
 
 
+def test_an_offensive_opening_word_is_not_released_early():
+    """The opening word leaves with the first token only where nothing would hold it: a listed offensive word
+    under redact is held with its sentence, as any other."""
+    g = guard(Policy({"offensive": Action.REDACT}), offensive=lambda ts: [0.99 if "astard" in t else 0.01 for t in ts])
+    first = g.feed("Bastard", 100)
+    out = first + g.feed("! Go away now.", 100) + g.feed(" Bye.", 100) + g.finish("stop")
+    assert first == "" and "astard" not in out and "[removed]" in out
+
+
 def test_offensive_redact_holds_only_sentences_with_a_listed_word():
     """Under redact, text without a listed word is not held to its sentence end: it streams as it comes; an
     offensive sentence without one is judged after it left and shown so (action flag, detail released)."""
