@@ -8,6 +8,7 @@ these words appears is held to its end and judged by the classifier.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,3 +51,16 @@ def first_hit(text: str) -> int:
         if hits:
             return min(hits)
     return -1
+
+
+@lru_cache(maxsize=1)
+def _sorted_spaced() -> tuple[str, ...]:
+    return tuple(sorted(lexicon()[0]))
+
+
+def may_become_listed(word: str) -> bool:
+    """Whether a listed entry of the spaced languages starts with `word` (a word still being written may become
+    one: "Tw" → "twat")."""
+    entries, w = _sorted_spaced(), word.lower()
+    i = bisect_left(entries, w)
+    return i < len(entries) and entries[i].startswith(w)

@@ -25,8 +25,9 @@ from typing import Any
 
 from parley.guards.base import Action, Finding, Policy, Scanner, action_for, apply_policy
 from parley.guards.hijack import Opening
-from parley.guards.lexicon import first_hit
+from parley.guards.lexicon import first_hit, may_become_listed
 from parley.guards.paraphrase import FINISH_WAIT, ParaphraseJudge, sentences
+from parley.guards.secrets import may_hold_a_secret
 
 DEFAULT_OUTPUT_POLICY = Policy({
     "pii": Action.REDACT, "secrets": Action.REDACT, "leak": Action.BLOCK, "offensive": Action.FLAG,
@@ -44,17 +45,19 @@ def canary_instruction(canary: str) -> str:
 
 
 def _uncased_letter(ch: str) -> bool:
-    """A letter of a script without case (Han, kana, Hangul, Thai, Arabic, Devanagari...): no email, key, card or
-    phone pattern holds one, so a run of text in such a script need not wait for a space it may never write."""
+    """A letter of a script without case (Han, kana, Hangul, Thai, Arabic, Devanagari...)."""
     return ch.isalpha() and ch.lower() == ch.upper() and not ch.isascii()
 
 
-def _run_start(text: str) -> int:
-    """Start of the trailing run that may still be part of an email, key, card or phone number."""
+def _run_start(text: str, caseless_ends_run: bool = False) -> int:
+    """Start of the trailing run that may still be part of an email, key, card or phone number. With
+    `caseless_ends_run` a letter of a script without case ends the run: no email, key, card or phone pattern holds
+    one (only a password's value may, which the caller rules out), so text in such a script need not wait for a
+    space it may never write."""
     i = len(text)
     while i > 0 and len(text) - i < MAX_RUN:
         ch = text[i - 1]
-        if _uncased_letter(ch):
+        if caseless_ends_run and _uncased_letter(ch):
             break
         if not ch.isspace():
             i -= 1
@@ -69,13 +72,18 @@ def _run_start(text: str) -> int:
     return i
 
 
-def _inert_opening(run: str) -> bool:
+def _inert_opening(run: str, sentence_hold: bool) -> bool:
     """The answer's first token need not wait for the second when it is a word that opens prose, not data:
     a capitalised word ("Sure", "The", "I", "Bonjour", "Привет") or a word in a script without case. Email local
     parts, key prefixes (sk-, ghp_, AKIA), IBAN country codes and card or phone digits are lowercase, all
     capitals or not letters, so they are still held until their run ends; what could follow is still scanned
-    and redacted with the released word as context (OVERLAP)."""
-    return run.isalpha() and (run.istitle() or all(_uncased_letter(c) for c in run))
+    and redacted with the released word as context (OVERLAP). Under the offensive hold, a word that may still
+    become a listed one ("Tw") waits, and so does a word without case (the unspaced lists match anywhere)."""
+    if not run.isalpha():
+        return False
+    if sentence_hold:
+        return run.istitle() and not may_become_listed(run)
+    return run.istitle() or all(_uncased_letter(c) for c in run)
 
 
 OFFENSIVE_THRESHOLD = 0.8  # alt-profanity-check's probability from which a sentence counts as offensive
@@ -108,6 +116,8 @@ class OutputGuard:
         self._in_key = False  # inside a private-key block longer than we can hold
         self._sentence = ""  # released text since the last sentence end
         self._opening_word = True  # no word of the answer has been fed yet
+        # the opening word may leave before it is known to have ended, unless PII or secrets block (strict)
+        self._early = all(policy.actions.get(name) is not Action.BLOCK for name in ("pii", "secrets"))
         self.findings: list[Finding] = []
         self._opening = Opening(dictated) if dictated and "hijack" in policy.actions else None
         self._answer = ""  # the answer so far, while its opening is watched
@@ -119,17 +129,19 @@ class OutputGuard:
         if self.stop:
             return ""
         self._pending += text
+        opening = self._opening_word and bool(self._pending.strip())  # the answer's first word, in this feed
+        if opening:
+            self._opening_word = False
         if self._scores and self._paraphrased():
             return ""
         if self._leaked(self._context[-LEAK_WINDOW * 2 :] + self._pending, len(text)):
             return ""
         if self._opening is not None and self._hijacked(text):
             return ""
-        cut = _run_start(self._pending)
-        if self._opening_word and self._pending.strip():
-            self._opening_word = False
-            if cut < len(self._pending) and _inert_opening(self._pending[cut:]):
-                cut = len(self._pending)  # the answer's first word leaves with its first token (TTFT)
+        cut = _run_start(self._pending, self._caseless_ends_run())
+        if opening and self._early and cut < len(self._pending) and _inert_opening(self._pending[cut:],
+                                                                                   self.sentence_hold):
+            cut = len(self._pending)  # the answer's first word leaves with its first token (TTFT)
         begin = self._pending.rfind("-----BEGIN")
         if begin >= 0 and "-----END" not in self._pending[begin:] and len(self._pending) - begin < MAX_KEY_BLOCK:
             cut = min(cut, begin)
@@ -141,6 +153,14 @@ class OutputGuard:
             else:  # hold from the start of that sentence (what came before it goes now)
                 cut = max((e for e in ends if e <= hit), default=0)
         return self._release(cut, held)
+
+    def _caseless_ends_run(self) -> bool:
+        """Whether a letter without case may end the held run here: not under the offensive hold (the unspaced
+        lists match inside such runs), and not where a password's label or a URL's scheme is near (its value
+        may hold such letters)."""
+        if self.sentence_hold or self._pending.isascii():
+            return False
+        return not may_hold_a_secret(self._context[-OVERLAP:] + self._pending)
 
     def finish(self, reason: str) -> str:
         if self.stop or (self._opening is not None and self._hijacked("", final=True)):
