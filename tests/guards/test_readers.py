@@ -61,3 +61,20 @@ def test_the_reader_exits_when_its_parent_is_killed(tmp_path):
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(child)  # not left behind with the model loaded
+
+
+def test_no_child_is_started_when_the_policy_turns_the_classifier_off(monkeypatch):
+    """Found in review: the server's start-up warmed the readers' child (~490 MB) under
+    `injection_classifier=off`, which never reads; with the default policy it is started."""
+    import asyncio
+
+    from parley.guards import service
+    from parley.guards.readers import Readers
+
+    for policy, started in (("input:injection_classifier=off", False), ("", True)):
+        fresh = Readers()
+        monkeypatch.setattr(service, "readers", fresh)
+        holder = service.GuardsHolder(enabled=True, policy=policy)
+        asyncio.run(holder.load())
+        assert holder.ready and (fresh._pool is not None) is started
+        fresh.close()

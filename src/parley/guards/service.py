@@ -107,9 +107,10 @@ class GuardsHolder:
             return
         log = logging.getLogger(__name__)
         try:
-            # the readers' child loads its model meanwhile, if this policy reads; a key's policy that turns
-            # injection scanning on starts it at its first reading
-            reads = "injection" in Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input").actions
+            # the readers' child loads its model meanwhile, if this policy reads (injection scanning on, the
+            # classifier not turned off); a key's policy that reads starts it at its first reading
+            base = Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input")
+            reads = "injection" in base.actions and "injection_classifier" not in base.off
             self.guards, _ = await asyncio.gather(
                 asyncio.to_thread(Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
                                   link_allowlist=self.link_allowlist),
