@@ -42,6 +42,12 @@ class Policy:
     actions: dict[str, Action] = field(default_factory=dict)
     off: frozenset[str] = frozenset()
 
+    @property
+    def reads_classifier(self) -> bool:
+        """Whether the injection classifier reads text under this policy (injection scanning on, the classifier
+        not turned off)."""
+        return "injection" in self.actions and "injection_classifier" not in self.off
+
     @classmethod
     def parse(cls, text: str, base: Policy | None = None, side: str | None = None) -> Policy:
         """'injection=block,pii=redact,output:secrets=flag,leak=off' on top of `base`.

@@ -55,7 +55,7 @@ class InputGuard:
             return others, None
         masked = redact(text, [f for f in others if f.start >= 0])
         ruled = injection.scan_rules(masked)
-        skip = ruled or injection.classifier is None or "injection_classifier" in (policy or self.policy).off
+        skip = ruled or injection.classifier is None or not (policy or self.policy).reads_classifier
         return ruled + others, (None if skip else masked)
 
     def read_later(self, masked: str) -> list[Finding]:

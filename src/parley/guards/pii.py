@@ -17,10 +17,10 @@ IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])|(?<![\w:])[0-9A-Fa-f:]*::[0-9A-Fa-f:]+")  # noqa: E501
 DNI = re.compile(r"\b([XYZ]?)(\d{7,8})[- ]?([A-Z])\b")
 BSN = re.compile(r"(?<!\d)\d{9}(?!\d)")
+NIR = re.compile(r"(?<!\d)([12]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2A|2B)\s?\d{3}\s?\d{3})\s?(\d{2})(?!\d)")
 # every pattern above needs a digit, an "@" (email) or a ":" (IPv6): text without one is scanned no further (the
 # output guard scans each released word with the text before it, so prose is the common case)
 MAYBE = re.compile(r"[\d@:]")
-NIR = re.compile(r"(?<!\d)([12]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2A|2B)\s?\d{3}\s?\d{3})\s?(\d{2})(?!\d)")
 
 
 def luhn_ok(digits: str) -> bool:

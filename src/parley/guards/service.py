@@ -109,8 +109,7 @@ class GuardsHolder:
         try:
             # the readers' child loads its model meanwhile, if this policy reads (injection scanning on, the
             # classifier not turned off); a key's policy that reads starts it at its first reading
-            base = Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input")
-            reads = "injection" in base.actions and "injection_classifier" not in base.off
+            reads = Policy.parse(self.policy, DEFAULT_INPUT_POLICY, side="input").reads_classifier
             self.guards, _ = await asyncio.gather(
                 asyncio.to_thread(Guards, self.policy, topic=self.topic, topic_threshold=self.topic_threshold,
                                   link_allowlist=self.link_allowlist),
