@@ -64,6 +64,8 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
     total: dict[int, list[int]] = defaultdict(list)
     by_source_rules: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     latencies = []
+    scanner = guard.injection_scanner()
+    scored: list[tuple[int, float]] = []  # (label, the injection scanner's score) for the curve below
     for row in rows:
         start = time.perf_counter()
         text = reveal(row["text"])[0]  # as the preprocessing stage does first: tag characters become the text
@@ -71,6 +73,8 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
         hit = int(bool(found))
         latencies.append((time.perf_counter() - start) * 1000)
         label = int(row["label"])
+        if scanner is not None:
+            scored.append((label, scanner.score(text)[0]))
         by_source_rules[collection(row)][label].append(int(any(f.detail.startswith("rule:") for f in found)))
         for groups, key in ((by_source, collection(row)), (by_kind, kind(row) if label else "benign"),
                             (by_lang, row["lang"])):  # fmt: skip
@@ -87,6 +91,7 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
                    "flagged)", by_source_rules)  # fmt: skip
     lines += table("By kind of attack", by_kind)
     lines += table("By language (attacks: CyberSecEval and garak; benign: MGSM and XSTest)", by_lang)
+    lines += curve(scored)
     lines += table("Coverage: the template corpus the classifier was trained on (not generalisation)", own)
     lines.append(f"\nInput guard latency per request (held-out rows, one at a time): p50 {pct(latencies, 50):.1f} ms, "
                  f"p95 {pct(latencies, 95):.1f} ms.")  # fmt: skip
@@ -96,6 +101,23 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
                               for k, v in by_lang.items()},
               "latency_ms": {"p50": pct(latencies, 50), "p95": pct(latencies, 95)}}  # fmt: skip
     return lines, report
+
+
+def curve(scored: list[tuple[int, float]], rates: tuple[float, ...] = (0.01, 0.02, 0.03, 0.04, 0.05)) -> list[str]:
+    """Detection when the threshold is set on these benign rows to let through a given share of false positives:
+    for comparing two classifiers at the same false positives, never for choosing the shipped threshold (that
+    one comes from the training data's cross-validation). A score is 1.0 where a rule matches, else the
+    classifier's probability."""
+    if not scored:
+        return []
+    benign = sorted((s for label, s in scored if label == 0), reverse=True)
+    attacks = [s for label, s in scored if label == 1]
+    lines = ["\n### Detection at fixed false positives (threshold set on the held-out benign rows; comparison only)\n",
+             "| false positives | threshold | attacks detected |", "|---|---|---|"]
+    for r in rates:
+        threshold = benign[int(len(benign) * r)] + 1e-9 if int(len(benign) * r) < len(benign) else 0.0
+        lines.append(f"| {r:.0%} | {threshold:.3f} | {rate([int(s >= threshold) for s in attacks])} |")
+    return lines
 
 
 def encoder_speed(rows: list[dict], n: int = 200) -> tuple[list[str], dict]:
