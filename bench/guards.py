@@ -73,8 +73,10 @@ def inputs(guard: InputGuard) -> tuple[list[str], dict]:
         hit = int(bool(found))
         latencies.append((time.perf_counter() - start) * 1000)
         label = int(row["label"])
-        if scanner is not None:
-            scored.append((label, scanner.score(text)[0]))
+        if scanner is not None:  # as scan_text reads it (PII and secrets masked), whatever the threshold
+            ruled, masked = guard.scan_now(text)
+            rule = any(f.scanner == "injection" for f in ruled)
+            scored.append((label, 1.0 if rule else scanner.probability(masked) if masked is not None else 0.0))
         by_source_rules[collection(row)][label].append(int(any(f.detail.startswith("rule:") for f in found)))
         for groups, key in ((by_source, collection(row)), (by_kind, kind(row) if label else "benign"),
                             (by_lang, row["lang"])):  # fmt: skip
@@ -113,10 +115,11 @@ def curve(scored: list[tuple[int, float]], rates: tuple[float, ...] = (0.01, 0.0
     benign = sorted((s for label, s in scored if label == 0), reverse=True)
     attacks = [s for label, s in scored if label == 1]
     lines = ["\n### Detection at fixed false positives (threshold set on the held-out benign rows; comparison only)\n",
-             "| false positives | threshold | attacks detected |", "|---|---|---|"]
+             "| false positives allowed | threshold | false positives | attacks detected |", "|---|---|---|---|"]
     for r in rates:
         threshold = benign[int(len(benign) * r)] + 1e-9 if int(len(benign) * r) < len(benign) else 0.0
-        lines.append(f"| {r:.0%} | {threshold:.3f} | {rate([int(s >= threshold) for s in attacks])} |")
+        fp = rate([int(s >= threshold) for s in benign])
+        lines.append(f"| {r:.0%} | {threshold:.3f} | {fp} | {rate([int(s >= threshold) for s in attacks])} |")
     return lines
 
 

@@ -175,15 +175,29 @@ class InjectionScanner:
             return 1.0, f"rule:{rule}"
         return self._classify(text)
 
+    def probability(self, text: str) -> float:
+        """The classifier's reading whatever its threshold: the highest probability over the text's pieces, and
+        over their sentences too when the whole reads at least a little suspicious (`SENTENCE_BAND`); a text
+        is found at a threshold exactly when this reaches it (0.0 without a classifier or under five words)."""
+        whole, by_sentence = self._read(text)
+        return max(whole, by_sentence) if whole >= SENTENCE_BAND else whole
+
+    def _read(self, text: str) -> tuple[float, float]:
+        """The highest probability over the text's pieces read whole, and over their sentences."""
+        if self.classifier is None or too_short(text):
+            return 0.0, 0.0
+        p, by_sentence = 0.0, 0.0
+        for chunk, sentences in readings(text):
+            whole, each = self.classifier.read(chunk, sentences)
+            p, by_sentence = max(p, whole), max(by_sentence, float(each.max(initial=0.0)))
+        return p, by_sentence
+
     def _classify(self, text: str) -> tuple[float, str]:
         if self.classifier is None:
             return 0.0, "no classifier"
         if too_short(text):
             return 0.0, "too short for the classifier"
-        p, by_sentence = 0.0, 0.0
-        for chunk, sentences in readings(text):
-            whole, each = self.classifier.read(chunk, sentences)
-            p, by_sentence = max(p, whole), max(by_sentence, float(each.max(initial=0.0)))
+        p, by_sentence = self._read(text)
         if SENTENCE_BAND <= p < self.classifier.threshold:
             p = max(p, by_sentence)
         return p, "classifier"
