@@ -42,7 +42,7 @@ from parley.guards.injection import WEIGHTS, chunks, without_language
 PUBLIC = Path(__file__).parent / "data" / "public_train.jsonl"
 MAX_FALSE_POSITIVES = 0.01
 MIN_LANGUAGE_ROWS = 30
-PARALLEL = {"google-deepmind/xquad", "XSafety"}
+PARALLEL = {"google-deepmind/xquad", "XSafety", "deepset/prompt-injections"}
 
 
 def training_rows() -> list[dict[str, object]]:
@@ -55,7 +55,8 @@ def training_rows() -> list[dict[str, object]]:
 
 def group(row: dict[str, str]) -> str:
     """A collection's kind and language is one group of the cross-validation, except where the collection is one
-    set of items translated into each language (xquad, XSafety): there an item and its translations must not be
+    set of items translated into each language (xquad, XSafety, deepset's English and German): there an item and
+    its translations must not be
     on both sides of a split, so the kind is one group whatever the language."""
     collection = row["source"].split()[0]
     parallel = collection in PARALLEL
@@ -75,18 +76,24 @@ def language_directions(x: np.ndarray, labels: np.ndarray, langs: np.ndarray) ->
 
 
 def embed(texts: list[str], cache: Path | None) -> np.ndarray:
-    """The texts' vectors; with a cache (.npz of texts and vectors), only texts not in it are encoded, and it is
-    rewritten with them, so adding rows to the training data encodes only the new ones."""
+    """The texts' vectors; with a cache (.npz of texts and vectors, kept per encoder), only texts not in it are
+    encoded, and it is rewritten with them, so adding rows to the training data encodes only the new ones."""
+    embedder = guard_embedder()
+    cache = cache.with_name(cache.name + ".npz") if cache and cache.suffix != ".npz" else cache
     known: dict[str, np.ndarray] = {}
     if cache and cache.exists():
         with np.load(cache) as saved:
-            known = dict(zip(json.loads(saved["texts"].tobytes()), saved["vectors"], strict=True))
+            if saved["encoder"].tobytes().decode() == embedder.name:  # another encoder's vectors are not reused
+                known = dict(zip(json.loads(saved["texts"].tobytes()), saved["vectors"], strict=True))
     missing = list(dict.fromkeys(t for t in texts if t not in known))
     if missing:
-        known.update(zip(missing, guard_embedder().encode(missing), strict=True))
+        known.update(zip(missing, embedder.encode(missing), strict=True))
         if cache:
-            keys = np.frombuffer(json.dumps(list(known)).encode(), dtype=np.uint8)
-            np.savez(cache, texts=keys, vectors=np.stack(list(known.values())))
+            def raw(s: str) -> np.ndarray:
+                return np.frombuffer(s.encode(), dtype=np.uint8)
+
+            np.savez(cache, texts=raw(json.dumps(list(known))), vectors=np.stack(list(known.values())),
+                     encoder=raw(embedder.name))  # fmt: skip
     return np.stack([known[t] for t in texts])
 
 
