@@ -146,3 +146,6 @@ def test_training_vectors_are_cached_per_text_and_per_encoder(tmp_path, monkeypa
     monkeypatch.setattr(train, "guard_embedder", lambda: other)
     train.embed(["three"], tmp_path / "vectors.npz")
     assert other.asked == ["three"]  # another encoder's vectors are not reused
+    np.savez(tmp_path / "unmarked.npz", vectors=np.zeros((1, 2)))  # a file that does not say its encoder
+    train.embed(["three"], tmp_path / "unmarked.npz")
+    assert other.asked == ["three", "three"]

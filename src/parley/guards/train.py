@@ -10,10 +10,10 @@ Training data, and only this (bench/guards.py reports on other collections, neve
   hijacking in 10 languages, system-prompt extraction, and benign questions, instructions and technical text in
   up to 20 languages.
 
-The vectors lose the directions along which languages differ before the fit (`language_directions`): every
-public attack is English while the benign texts are in 20 languages, and without it the classifier learnt in part
-"not English, so benign" (trained without the non-English attacks of multilingual.json, it caught 26.7% of them
-on raw vectors and 64.3% on projected ones).
+The vectors lose the directions along which languages differ before the fit (`language_directions`): most public
+attacks are English while the benign texts are in 20 languages, and without it the classifier learnt in part
+"not English, so benign" (when every public attack was English and the non-English attacks of multilingual.json
+were left out of training, it caught 26.7% of them on raw vectors and 64.3% on projected ones).
 
 Each text contributes every readable variant (decoded base64, de-leeted, ...) in pieces of at most 600
 characters with its label. (At run time the scanner also reads each sentence of a text that has several;
@@ -56,8 +56,7 @@ def training_rows() -> list[dict[str, object]]:
 def group(row: dict[str, str]) -> str:
     """A collection's kind and language is one group of the cross-validation, except where the collection is one
     set of items translated into each language (xquad, XSafety, deepset's English and German): there an item and
-    its translations must not be
-    on both sides of a split, so the kind is one group whatever the language."""
+    its translations must not be on both sides of a split, so the kind is one group whatever the language."""
     collection = row["source"].split()[0]
     parallel = collection in PARALLEL
     return f"{collection}:{row['kind']}" + ("" if parallel else f":{row['lang']}")
@@ -83,7 +82,8 @@ def embed(texts: list[str], cache: Path | None) -> np.ndarray:
     known: dict[str, np.ndarray] = {}
     if cache and cache.exists():
         with np.load(cache) as saved:
-            if saved["encoder"].tobytes().decode() == embedder.name:  # another encoder's vectors are not reused
+            encoder = saved["encoder"].tobytes().decode() if "encoder" in saved.files else None
+            if encoder == embedder.name:  # another encoder's vectors (or an unmarked file's) are not reused
                 known = dict(zip(json.loads(saved["texts"].tobytes()), saved["vectors"], strict=True))
     missing = list(dict.fromkeys(t for t in texts if t not in known))
     if missing:
